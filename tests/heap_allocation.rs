@@ -1,0 +1,71 @@
+//! The kernel heap: Box, Vec, and reuse of freed memory.
+#![no_std]
+#![no_main]
+#![feature(custom_test_frameworks)]
+#![test_runner(kernel::testing::test_runner)]
+#![reexport_test_harness_main = "test_main"]
+
+extern crate alloc;
+
+use alloc::{boxed::Box, vec::Vec};
+use bootloader_api::BootInfo;
+use kernel::mm::heap::{self, HEAP_SIZE};
+use kernel::serial_println;
+
+bootloader_api::entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
+
+fn main(boot_info: &'static mut BootInfo) -> ! {
+    kernel::init(boot_info);
+    test_main();
+    kernel::hlt_loop()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    kernel::testing::test_panic_handler(info)
+}
+
+#[test_case]
+fn boxed_values() {
+    let a = Box::new(41);
+    let b = Box::new(1);
+    assert_eq!(*a + *b, 42);
+}
+
+#[test_case]
+fn large_vec() {
+    let n = 100_000u64;
+    let v: Vec<u64> = (0..n).collect();
+    assert_eq!(v.iter().sum::<u64>(), (n - 1) * n / 2);
+}
+
+/// Allocates, in total, many times the heap's size: only passes if freed memory is
+/// reused.
+#[test_case]
+fn many_boxes_reuse_memory() {
+    let (used_before, _) = heap::usage();
+    let rounds = 4 * HEAP_SIZE / 1024; // 4x the heap, in 1 KiB blocks
+    for i in 0..rounds {
+        let block = Box::new([i as u8; 1024]);
+        assert_eq!(core::hint::black_box(&block)[1023], i as u8);
+    }
+    let (used_after, _) = heap::usage();
+    serial_println!(
+        "({rounds} x 1 KiB allocated and freed; heap used {used_before} -> {used_after} bytes)"
+    );
+    assert_eq!(
+        used_before, used_after,
+        "heap usage did not return to its baseline"
+    );
+}
+
+/// A long-lived allocation survives while many short-lived ones come and go.
+#[test_case]
+fn long_lived_survives() {
+    let long_lived = Box::new(0xdead_beef_u64);
+    for i in 0..(2 * HEAP_SIZE / 4096) {
+        let x = Box::new([i; 64]);
+        assert_eq!(x[0], i);
+    }
+    assert_eq!(*long_lived, 0xdead_beef);
+}
