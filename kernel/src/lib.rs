@@ -7,7 +7,7 @@
 //! 4. [`testing`]: how `cargo test` runs kernels in QEMU.
 #![no_std]
 #![cfg_attr(test, no_main)]
-#![feature(custom_test_frameworks, abi_x86_interrupt)]
+#![feature(custom_test_frameworks, abi_x86_interrupt, allocator_api)]
 #![test_runner(crate::testing::test_runner)]
 #![reexport_test_harness_main = "test_main"]
 
@@ -18,6 +18,7 @@ pub mod drivers;
 pub mod klog;
 pub mod mm;
 pub mod testing;
+pub mod vm;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::BootInfo;
@@ -44,6 +45,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     arch::x86_64::gdt::init();
     arch::x86_64::idt::init();
     let summary = mm::init(boot_info);
+    vm::init();
     arch::x86_64::interrupts::init();
     arch::x86_64::tsc::calibrate();
     print_banner(&summary, entry_tsc);

@@ -4,7 +4,6 @@
 //! reached through the physical-memory window. The range is chosen at boot from the
 //! memory map and is never handed to the frame allocator.
 
-use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use linked_list_allocator::LockedHeap;
 use x86_64::PhysAddr;
 
@@ -31,29 +30,21 @@ pub fn range() -> HeapRange {
     *HEAP_RANGE.get().expect("heap::range: heap not initialised")
 }
 
-/// Pick the first usable region above 1 MiB that holds the whole heap and hand it to
-/// the allocator. Panics if there is none: the machine is too small to boot.
-pub fn init(regions: &MemoryRegions) -> HeapRange {
-    let region = regions
-        .iter()
-        .filter(|r| r.kind == MemoryRegionKind::Usable)
-        .map(|r| (r.start.max(0x10_0000).next_multiple_of(4096), r.end))
-        .find(|&(start, end)| end > start && end - start >= HEAP_SIZE)
-        .expect("heap::init: no usable memory region can hold the kernel heap");
-    let start = PhysAddr::new(region.0);
+/// Hand [start, start + HEAP_SIZE) to the allocator. Call once, before any allocation.
+pub fn init(start: PhysAddr) {
     let virt = phys_to_virt(start);
-    // SAFETY: [start, start + HEAP_SIZE) is usable RAM by the memory map, mapped
-    // writable in the physical-memory window, and used by nothing else: the frame
-    // allocator skips it (see `range`). init runs once, before any allocation.
+    // SAFETY: mm::init carved this range out of usable RAM for the heap alone; it is
+    // mapped writable in the physical-memory window. init runs once, before any
+    // allocation.
     unsafe {
         ALLOCATOR
             .lock()
             .init(virt.as_mut_ptr::<u8>(), HEAP_SIZE as usize);
     }
-    *HEAP_RANGE.call_once(|| HeapRange {
+    HEAP_RANGE.call_once(|| HeapRange {
         start,
         len: HEAP_SIZE,
-    })
+    });
 }
 
 /// Bytes currently allocated on the heap and bytes free (for tests and the shell).

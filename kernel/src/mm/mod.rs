@@ -8,7 +8,11 @@
 //! The kernel heap is a contiguous run of physical RAM taken from the memory map at
 //! boot and used through that window, so it needs no page-table changes.
 
+pub mod frame;
 pub mod heap;
+pub mod page_table;
+pub mod pte;
+pub mod tlb;
 
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use bootloader_api::BootInfo;
@@ -19,6 +23,26 @@ use crate::serial_println;
 
 /// Size of a page / frame.
 pub const PAGE_SIZE: u64 = 4096;
+
+/// Why a memory-management operation failed. Mapped to errno at the syscall boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MmError {
+    /// Out of physical memory (or of kernel heap for bookkeeping). Linux: ENOMEM.
+    NoMemory,
+    /// An address or length that is not page-aligned. Linux: EINVAL.
+    Unaligned,
+    /// A range that is empty where it may not be, wraps, or leaves the user half. EINVAL.
+    InvalidRange,
+    /// Something is already mapped there.
+    AlreadyMapped,
+    /// Nothing is mapped there.
+    NotMapped,
+    /// No VMA covers the address, or the VMA forbids the access. Linux: EFAULT/SIGSEGV.
+    BadAddress,
+}
+
+/// Lowest physical address we hand out: the first MiB holds BIOS data and is left alone.
+const LOW_MEMORY_END: u64 = 0x10_0000;
 
 /// Virtual address of physical address 0 in the physical-memory window.
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
@@ -35,6 +59,9 @@ pub struct MemorySummary {
     pub phys_offset: u64,
     pub heap_phys: PhysAddr,
     pub heap_bytes: u64,
+    pub meta_bytes: u64,
+    pub free_frames: usize,
+    pub cleared_root_entries: usize,
 }
 
 /// Number and total size of memory-map regions of one kind.
@@ -64,9 +91,16 @@ impl MemorySummary {
             }
         }
         serial_println!(
-            " kernel heap: {} KiB at physical {:#x}",
+            " kernel heap: {} KiB at physical {:#x}; frame metadata: {} KiB",
             self.heap_bytes >> 10,
-            self.heap_phys.as_u64()
+            self.heap_phys.as_u64(),
+            self.meta_bytes >> 10
+        );
+        serial_println!(
+            " frame allocator: {} free frames ({} MiB); lower half emptied ({} bootloader root entries removed)",
+            self.free_frames,
+            self.free_frames * PAGE_SIZE as usize >> 20,
+            self.cleared_root_entries
         );
     }
 }
@@ -107,6 +141,9 @@ pub fn init(boot_info: &'static mut BootInfo) -> MemorySummary {
         phys_offset: offset,
         heap_phys: PhysAddr::new(0),
         heap_bytes: 0,
+        meta_bytes: 0,
+        free_frames: 0,
+        cleared_root_entries: 0,
     };
     for region in regions.iter() {
         let slot = match region.kind {
@@ -121,8 +158,95 @@ pub fn init(boot_info: &'static mut BootInfo) -> MemorySummary {
     }
     summary.usable_bytes = summary.regions[0].bytes;
 
-    let heap = heap::init(regions);
-    summary.heap_phys = heap.start;
-    summary.heap_bytes = heap.len;
+    // Carve the heap and the frame-metadata array out of usable RAM, then give every
+    // other usable frame to the frame allocator.
+    let mut carver = Carver::new(regions);
+    let heap_start = carver
+        .take(heap::HEAP_SIZE)
+        .expect("mm::init: no usable region can hold the kernel heap");
+    heap::init(heap_start);
+    let max_pfn = regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable)
+        .map(|r| r.end / PAGE_SIZE)
+        .max()
+        .unwrap_or(0) as usize;
+    let meta_bytes = (max_pfn * core::mem::size_of::<frame::FrameMeta>()) as u64;
+    let meta_start = carver
+        .take(meta_bytes.next_multiple_of(PAGE_SIZE))
+        .expect("mm::init: no usable region can hold the frame metadata");
+    // SAFETY: the metadata range and the usable ranges come from the memory map's usable
+    // regions, minus what the carver handed out (heap, metadata), minus low memory;
+    // nothing else uses them. init runs once.
+    unsafe { frame::init(meta_start, max_pfn, carver.remaining()) };
+    let cleared = page_table::init_kernel_root();
+
+    summary.heap_phys = heap_start;
+    summary.heap_bytes = heap::HEAP_SIZE;
+    summary.meta_bytes = meta_bytes;
+    summary.free_frames = frame::free_frames();
+    summary.cleared_root_entries = cleared;
     summary
+}
+
+/// Hands out contiguous physical ranges from the usable regions at boot, before the
+/// frame allocator exists, and remembers them so the allocator skips them.
+struct Carver {
+    regions: &'static MemoryRegions,
+    taken: [(u64, u64); 2],
+    count: usize,
+}
+
+impl Carver {
+    fn new(regions: &'static MemoryRegions) -> Self {
+        Carver {
+            regions,
+            taken: [(0, 0); 2],
+            count: 0,
+        }
+    }
+
+    /// Take `bytes` (page-aligned) from the first usable range that still has room.
+    fn take(&mut self, bytes: u64) -> Option<PhysAddr> {
+        assert!(
+            self.count < self.taken.len(),
+            "Carver::take: too many carve-outs"
+        );
+        let (start, _) = self
+            .remaining()
+            .find(|r| r.end - r.start >= bytes)
+            .map(|r| (r.start, r.end))?;
+        self.taken[self.count] = (start, start + bytes);
+        self.count += 1;
+        Some(PhysAddr::new(start))
+    }
+
+    /// Usable, page-aligned ranges above 1 MiB minus what was taken.
+    fn remaining(&self) -> impl Iterator<Item = core::ops::Range<u64>> + Clone + '_ {
+        let taken = &self.taken[..self.count];
+        self.regions
+            .iter()
+            .filter(|r| r.kind == MemoryRegionKind::Usable)
+            .flat_map(move |r| {
+                let start = r.start.max(LOW_MEMORY_END).next_multiple_of(PAGE_SIZE);
+                let end = r.end & !(PAGE_SIZE - 1);
+                // Cut out each taken range (at most 2, so at most 3 pieces).
+                let mut pieces = [(start, end), (0, 0), (0, 0)];
+                for &(ts, te) in taken {
+                    for i in 0..3 {
+                        let (ps, pe) = pieces[i];
+                        if ps < pe && ts < pe && te > ps {
+                            pieces[i] = (ps, ts.max(ps));
+                            if let Some(free) = pieces.iter_mut().find(|p| p.0 >= p.1) {
+                                *free = (te.min(pe), pe);
+                            }
+                        }
+                    }
+                }
+                pieces
+                    .into_iter()
+                    .filter(|&(s, e)| s < e)
+                    .map(|(s, e)| s..e)
+            })
+    }
 }

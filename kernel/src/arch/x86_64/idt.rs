@@ -194,8 +194,40 @@ extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
     );
 }
 
+/// The page-fault handler: decode the error code and let the VM layer fix the fault
+/// (demand paging, copy-on-write, device-exclusive restore). What it cannot fix is, for
+/// now, fatal; with processes, a user's bad access kills only that process.
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
-    fatal(14, "page fault (#PF)", Some(code.bits()), &frame);
+    use crate::vm::{self, Access, FaultOutcome, Privilege};
+    let addr = Cr2::read_raw();
+    let access = if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
+        Access::Execute
+    } else if code.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
+        Access::Write
+    } else {
+        Access::Read
+    };
+    let who = if code.contains(PageFaultErrorCode::USER_MODE) {
+        Privilege::User
+    } else {
+        Privilege::Kernel
+    };
+    let outcome = match x86_64::VirtAddr::try_new(addr) {
+        Ok(va) if !code.contains(PageFaultErrorCode::MALFORMED_TABLE) => {
+            vm::page_fault(va, access, who)
+        }
+        _ => FaultOutcome::KernelBug(vm::KernelBug::KernelAddress),
+    };
+    if let FaultOutcome::Fixed(_) = outcome {
+        return;
+    }
+    let report = ExceptionReport {
+        vector: 14,
+        name: "page fault (#PF)",
+        error_code: Some(code.bits()),
+        frame: &frame,
+    };
+    panic!("{report}\n  fault path: {outcome:?}");
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {

@@ -1,0 +1,523 @@
+//! The one owner of the 4-level page-table walk.
+//!
+//! x86-64 translates a 48-bit virtual address through four tables of 512 entries:
+//!
+//! ```text
+//!  47      39 38      30 29      21 20      12 11         0
+//! | L4 index | L3 index | L2 index | L1 index | page offset |
+//! ```
+//!
+//! A [`PageTable`] is one such tree, the lower half of which belongs to one address
+//! space; its upper half (entries 256-511 of the root) is copied from the kernel's table
+//! at creation, so every address space shares the kernel. Everything that changes the
+//! lower half goes through a [`Cursor`] over a virtual range: map, query, unmap, protect,
+//! find the next mapped entry. Intermediate tables are allocated on demand and freed
+//! when their last entry goes, so an empty address space costs one page.
+//!
+//! The `x86_64` crate's `Mapper` treats every non-present entry as unmapped, which is
+//! wrong for device-exclusive entries, so the walk is ours; leaf entries are decoded
+//! only by [`Pte`].
+//!
+//! Linux equivalents: `pgd_alloc`, `walk_page_range`, `apply_to_page_range`,
+//! `free_pgtables`.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Once;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::{PageTableFlags, PhysFrame};
+use x86_64::VirtAddr;
+
+use super::frame::{self, Frame, FrameFlags};
+use super::pte::Pte;
+use super::{phys_to_virt, tlb, MmError, PAGE_SIZE};
+
+/// First address of the upper (kernel) half.
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// Entries per table.
+const ENTRIES: usize = 512;
+/// Flags of an entry that points to a lower-level table. The leaf decides the real
+/// permissions; the levels above allow everything.
+const TABLE_FLAGS: PageTableFlags = PageTableFlags::PRESENT
+    .union(PageTableFlags::WRITABLE)
+    .union(PageTableFlags::USER_ACCESSIBLE);
+/// Bits 12-51 of an entry: the physical address it points to.
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// The kernel's root table (the bootloader's), whose upper half every address space shares.
+static KERNEL_ROOT: Once<PhysFrame> = Once::new();
+
+/// The 512 entries of the table in `frame`, as atomics (the CPU reads them concurrently).
+fn entries(frame: PhysFrame) -> &'static [AtomicU64; ENTRIES] {
+    let ptr = phys_to_virt(frame.start_address()).as_ptr::<[AtomicU64; ENTRIES]>();
+    // SAFETY: `frame` is a page-table page (the caller got it from a present table entry
+    // or a root it owns), so it is 4 KiB of RAM in the physical-memory window, 8-byte
+    // aligned, and only ever accessed as 512 atomically-updated u64 entries.
+    unsafe { &*ptr }
+}
+
+/// Index into the table at `level` (4 = root .. 1 = leaf table) for `va`.
+fn index(va: VirtAddr, level: u8) -> usize {
+    ((va.as_u64() >> (12 + 9 * (level as u64 - 1))) & 0x1ff) as usize
+}
+
+/// Bytes covered by one entry at `level`.
+fn span(level: u8) -> u64 {
+    PAGE_SIZE << (9 * (level as u64 - 1))
+}
+
+fn table_frame(raw: u64) -> PhysFrame {
+    PhysFrame::containing_address(x86_64::PhysAddr::new(raw & ADDR_MASK))
+}
+
+/// Remember the kernel's root table and empty its lower half: whatever the bootloader
+/// left there (its identity-mapped trampoline) is not needed once our GDT and IDT are
+/// loaded, and the lower half must be free for processes. Returns how many root
+/// entries were cleared.
+pub fn init_kernel_root() -> usize {
+    let (root, _) = Cr3::read();
+    KERNEL_ROOT.call_once(|| root);
+    let table = entries(root);
+    let mut cleared = 0;
+    for entry in &table[..ENTRIES / 2] {
+        if entry.swap(0, Ordering::AcqRel) != 0 {
+            cleared += 1;
+        }
+    }
+    tlb::flush_all();
+    cleared
+}
+
+/// Whether the cursor may create missing intermediate tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alloc {
+    IfMissing,
+    Never,
+}
+
+/// A page-table tree. Owns its lower-half table pages and one reference (and one
+/// mapcount) on every frame its leaf entries name; dropping it releases all of them.
+pub struct PageTable {
+    root: Frame,
+}
+
+impl PageTable {
+    /// A new tree with an empty lower half and the kernel's upper half.
+    pub fn new() -> Result<PageTable, MmError> {
+        let root = Frame::alloc_zeroed()?;
+        root.meta().set_flags(FrameFlags::PAGE_TABLE);
+        let kernel = entries(*KERNEL_ROOT.get().expect("PageTable::new before mm::init"));
+        let ours = entries(root.phys_frame());
+        for i in ENTRIES / 2..ENTRIES {
+            ours[i].store(kernel[i].load(Ordering::Acquire), Ordering::Release);
+        }
+        Ok(PageTable { root })
+    }
+
+    /// The root frame (what CR3 holds while this tree is active).
+    pub fn root(&self) -> PhysFrame {
+        self.root.phys_frame()
+    }
+
+    /// Whether the CPU is translating through this tree right now.
+    pub fn is_active(&self) -> bool {
+        Cr3::read().0 == self.root()
+    }
+
+    /// Switch the CPU to this tree.
+    ///
+    /// # Safety
+    /// The tree must stay alive while it is active (switch away before dropping it), and
+    /// the code, stack and data in use must be mapped in it (the shared upper half
+    /// guarantees that for kernel code).
+    pub unsafe fn activate(&self) {
+        // SAFETY: the root is a valid level-4 table whose upper half is the kernel's.
+        unsafe { Cr3::write(self.root(), Cr3Flags::empty()) };
+    }
+
+    /// A cursor over [start, end). Both must be page-aligned and in the lower half;
+    /// `start == end` gives an empty cursor.
+    pub fn cursor(&mut self, start: VirtAddr, end: VirtAddr) -> Result<Cursor<'_>, MmError> {
+        if !start.is_aligned(PAGE_SIZE) || !end.is_aligned(PAGE_SIZE) {
+            return Err(MmError::Unaligned);
+        }
+        if end < start || end.as_u64() > USER_END {
+            return Err(MmError::InvalidRange);
+        }
+        let active = self.is_active();
+        Ok(Cursor {
+            table: self,
+            start,
+            end,
+            active,
+            pending_flush: None,
+        })
+    }
+
+    /// Number of page-table pages in the lower half plus the root (for the invariant
+    /// checker and tests).
+    pub fn table_pages(&self) -> usize {
+        fn count(table: PhysFrame, level: u8) -> usize {
+            let mut n = 1;
+            if level > 1 {
+                let limit = if level == 4 { ENTRIES / 2 } else { ENTRIES };
+                for e in &entries(table)[..limit] {
+                    let raw = e.load(Ordering::Acquire);
+                    if raw != 0 {
+                        n += count(table_frame(raw), level - 1);
+                    }
+                }
+            }
+            n
+        }
+        count(self.root(), 4)
+    }
+
+    /// Walk to the leaf entry for `va`, creating tables if `alloc` says so. Returns
+    /// `None` if a table on the way is missing and may not be created.
+    fn leaf(&self, va: VirtAddr, alloc: Alloc) -> Result<Option<LeafSlot>, MmError> {
+        let mut table = self.root();
+        for level in (2..=4).rev() {
+            let entry = &entries(table)[index(va, level)];
+            let raw = entry.load(Ordering::Acquire);
+            if raw == 0 {
+                if alloc == Alloc::Never {
+                    return Ok(None);
+                }
+                let new = Frame::alloc_zeroed()?;
+                new.meta().set_flags(FrameFlags::PAGE_TABLE);
+                frame::meta(table).pt_inc();
+                let new = new.into_raw();
+                entry.store(
+                    new.start_address().as_u64() | TABLE_FLAGS.bits(),
+                    Ordering::Release,
+                );
+                table = new;
+            } else {
+                assert!(
+                    raw & PageTableFlags::HUGE_PAGE.bits() == 0,
+                    "PageTable::leaf: huge page in the user half at {va:?}"
+                );
+                table = table_frame(raw);
+            }
+        }
+        Ok(Some(LeafSlot {
+            table,
+            index: index(va, 1),
+        }))
+    }
+
+    /// After a leaf of `va` became empty: free every table on its path that is now
+    /// empty, bottom up (Linux `free_pgtables`). The root is never freed.
+    fn prune(&self, va: VirtAddr) {
+        // Collect the path root..leaf table.
+        let mut path = [self.root(); 4]; // path[level-1] = table at that level
+        let mut table = self.root();
+        for level in (2..=4).rev() {
+            let raw = entries(table)[index(va, level)].load(Ordering::Acquire);
+            if raw == 0 {
+                return;
+            }
+            table = table_frame(raw);
+            path[level as usize - 2] = table;
+        }
+        path[3] = self.root();
+        // path[0] = L1 table, path[1] = L2, path[2] = L3, path[3] = L4 (root)
+        for level in 1..=3u8 {
+            let t = path[level as usize - 1];
+            if frame::meta(t).pt_used() != 0 {
+                return;
+            }
+            let parent = path[level as usize];
+            entries(parent)[index(va, level + 1)].store(0, Ordering::Release);
+            frame::meta(parent).pt_dec();
+            frame::meta(t).clear_flags(FrameFlags::PAGE_TABLE);
+            // SAFETY: the parent entry we just cleared owned this table's reference.
+            drop(unsafe { Frame::from_raw(t) });
+            if self.is_active() {
+                // The paging-structure caches may hold the freed table.
+                tlb::flush_all();
+            }
+        }
+    }
+}
+
+impl Drop for PageTable {
+    /// Release every leaf reference and every lower-half table page. The tree must not
+    /// be active (see [`PageTable::activate`]).
+    fn drop(&mut self) {
+        assert!(
+            !self.is_active(),
+            "PageTable::drop: dropping the active page table"
+        );
+        fn free(table: PhysFrame, level: u8) {
+            let limit = if level == 4 { ENTRIES / 2 } else { ENTRIES };
+            for e in &entries(table)[..limit] {
+                let raw = e.swap(0, Ordering::AcqRel);
+                if raw == 0 {
+                    continue;
+                }
+                if level > 1 {
+                    let child = table_frame(raw);
+                    free(child, level - 1);
+                    frame::meta(child).clear_flags(FrameFlags::PAGE_TABLE);
+                    // SAFETY: the entry owned the child table's reference.
+                    drop(unsafe { Frame::from_raw(child) });
+                } else {
+                    release_leaf(Pte::decode(raw));
+                }
+            }
+        }
+        free(self.root(), 4);
+        self.root.meta().clear_flags(FrameFlags::PAGE_TABLE);
+    }
+}
+
+/// Give back what a leaf entry owned: its mapcount and its frame reference.
+fn release_leaf(pte: Pte) -> Option<Frame> {
+    match pte {
+        Pte::None => None,
+        Pte::Present { frame, .. } | Pte::DeviceExclusive { frame } => {
+            frame::meta(frame).dec_mapcount();
+            // SAFETY: a leaf entry owns one reference on its frame (given by map()).
+            Some(unsafe { Frame::from_raw(frame) })
+        }
+    }
+}
+
+/// Where a leaf entry lives: its level-1 table and the index in it.
+struct LeafSlot {
+    table: PhysFrame,
+    index: usize,
+}
+
+impl LeafSlot {
+    fn entry(&self) -> &'static AtomicU64 {
+        &entries(self.table)[self.index]
+    }
+    fn read(&self) -> Pte {
+        Pte::decode(self.entry().load(Ordering::Acquire))
+    }
+}
+
+/// An entry taken out of the table by [`Cursor::unmap`]: what it was and the frame
+/// reference it owned (drop it to release the frame).
+#[derive(Debug)]
+pub struct Unmapped {
+    pub pte: Pte,
+    pub frame: Frame,
+}
+
+/// Exclusive access to the entries of one page table in [start, end).
+///
+/// Every operation takes a page-aligned `va` inside the range. TLB entries of an active
+/// table are flushed before an operation returns a frame (unmap), and at the latest
+/// when the cursor is dropped (protect).
+pub struct Cursor<'a> {
+    table: &'a mut PageTable,
+    start: VirtAddr,
+    end: VirtAddr,
+    active: bool,
+    pending_flush: Option<(VirtAddr, VirtAddr)>,
+}
+
+impl Cursor<'_> {
+    fn check(&self, va: VirtAddr) -> Result<(), MmError> {
+        if !va.is_aligned(PAGE_SIZE) {
+            return Err(MmError::Unaligned);
+        }
+        if va < self.start || va >= self.end {
+            return Err(MmError::InvalidRange);
+        }
+        Ok(())
+    }
+
+    /// The range this cursor covers.
+    pub fn range(&self) -> (VirtAddr, VirtAddr) {
+        (self.start, self.end)
+    }
+
+    /// What the entry for `va` is.
+    pub fn query(&self, va: VirtAddr) -> Result<Pte, MmError> {
+        self.check(va)?;
+        Ok(match self.table.leaf(va, Alloc::Never)? {
+            Some(slot) => slot.read(),
+            None => Pte::None,
+        })
+    }
+
+    /// Map `frame` at `va` with `flags` (PRESENT is implied). The entry takes over the
+    /// reference `frame` holds and counts one more mapping. Fails with `AlreadyMapped`
+    /// if the entry is not `None` (the frame reference is then dropped), and with
+    /// `NoMemory` if a table could not be allocated (nothing changes).
+    pub fn map(
+        &mut self,
+        va: VirtAddr,
+        frame: Frame,
+        flags: PageTableFlags,
+    ) -> Result<(), MmError> {
+        self.check(va)?;
+        let slot = self
+            .table
+            .leaf(va, Alloc::IfMissing)?
+            .expect("Alloc::IfMissing always yields a slot");
+        if !slot.read().is_none() {
+            return Err(MmError::AlreadyMapped);
+        }
+        frame.meta().inc_mapcount();
+        let pte = Pte::Present {
+            frame: frame.into_raw(),
+            flags: flags | PageTableFlags::PRESENT,
+        };
+        slot.entry().store(pte.encode(), Ordering::Release);
+        frame::meta(slot.table).pt_inc();
+        // A None entry cannot be cached in the TLB: no flush needed.
+        Ok(())
+    }
+
+    /// Remove the entry for `va`. Returns what it held (with its frame reference and one
+    /// mapping fewer), or `None` if nothing was mapped. Frees tables that become empty.
+    pub fn unmap(&mut self, va: VirtAddr) -> Result<Option<Unmapped>, MmError> {
+        self.check(va)?;
+        let Some(slot) = self.table.leaf(va, Alloc::Never)? else {
+            return Ok(None);
+        };
+        let pte = Pte::decode(slot.entry().swap(0, Ordering::AcqRel));
+        let Some(frame) = release_leaf(pte) else {
+            return Ok(None);
+        };
+        if self.active {
+            tlb::flush_page(va);
+        }
+        frame::meta(slot.table).pt_dec();
+        self.table.prune(va);
+        Ok(Some(Unmapped { pte, frame }))
+    }
+
+    /// Point the existing entry at `va` to `frame` with `flags` instead of the frame it
+    /// maps now (copy-on-write's copy case, Linux `wp_page_copy`). The entry takes over
+    /// `frame`'s reference and mapping; the old frame's are returned. Needs no table
+    /// allocation, so it cannot fail half-way. `NotMapped` if the entry is `None`.
+    pub fn exchange(
+        &mut self,
+        va: VirtAddr,
+        frame: Frame,
+        flags: PageTableFlags,
+    ) -> Result<Unmapped, MmError> {
+        self.check(va)?;
+        let slot = self
+            .table
+            .leaf(va, Alloc::Never)?
+            .ok_or(MmError::NotMapped)?;
+        let old = slot.read();
+        if old.is_none() {
+            return Err(MmError::NotMapped);
+        }
+        frame.meta().inc_mapcount();
+        let new = Pte::Present {
+            frame: frame.into_raw(),
+            flags: flags | PageTableFlags::PRESENT,
+        };
+        slot.entry().store(new.encode(), Ordering::Release);
+        if self.active {
+            tlb::flush_page(va);
+        }
+        let old_frame = release_leaf(old).expect("entry was not None");
+        Ok(Unmapped {
+            pte: old,
+            frame: old_frame,
+        })
+    }
+
+    /// Change a leaf entry in place to `new`, which must name the same frame as the
+    /// current entry (present <-> device-exclusive, or other flags). Ownership of the
+    /// frame reference and the mapcount stay with the entry. Returns the old entry.
+    /// Panics if the frames differ or the entry is `None` (a caller bug).
+    pub fn replace(&mut self, va: VirtAddr, new: Pte) -> Result<Pte, MmError> {
+        self.check(va)?;
+        let slot = self
+            .table
+            .leaf(va, Alloc::Never)?
+            .ok_or(MmError::NotMapped)?;
+        let old = slot.read();
+        match (old.frame(), new.frame()) {
+            (Some(a), Some(b)) if a == b => {}
+            _ => panic!("Cursor::replace: {old:?} -> {new:?} at {va:?} changes the frame"),
+        }
+        slot.entry().store(new.encode(), Ordering::Release);
+        if self.active {
+            self.note_flush(va);
+        }
+        Ok(old)
+    }
+
+    /// Set the flags of the present entry at `va` to `flags`; other kinds are left
+    /// alone. Returns the entry as it was.
+    pub fn protect(&mut self, va: VirtAddr, flags: PageTableFlags) -> Result<Pte, MmError> {
+        let pte = self.query(va)?;
+        match pte {
+            Pte::None | Pte::DeviceExclusive { .. } => Ok(pte),
+            Pte::Present { frame, .. } => self.replace(va, Pte::Present { frame, flags }),
+        }
+    }
+
+    /// The first non-`None` entry at or after `from` (inside the range), skipping whole
+    /// missing tables. `None` when there is no more.
+    pub fn next_mapped(&self, from: VirtAddr) -> Option<(VirtAddr, Pte)> {
+        let mut va = from.max(self.start).align_up(PAGE_SIZE);
+        'outer: while va < self.end {
+            let mut table = self.table.root();
+            for level in (2..=4).rev() {
+                let raw = entries(table)[index(va, level)].load(Ordering::Acquire);
+                if raw == 0 {
+                    // Skip the whole region this missing table would cover.
+                    let next = (va.as_u64() / span(level) + 1) * span(level);
+                    va = VirtAddr::new(next.min(self.end.as_u64()));
+                    continue 'outer;
+                }
+                table = table_frame(raw);
+            }
+            let pte = Pte::decode(entries(table)[index(va, 1)].load(Ordering::Acquire));
+            if !pte.is_none() {
+                return Some((va, pte));
+            }
+            va += PAGE_SIZE;
+        }
+        None
+    }
+
+    /// Unmap everything in the range; returns how many entries were removed. The frames
+    /// are released as they go.
+    pub fn unmap_all(&mut self) -> usize {
+        let mut n = 0;
+        let mut from = self.start;
+        while let Some((va, _)) = self.next_mapped(from) {
+            let removed = self
+                .unmap(va)
+                .expect("va comes from next_mapped, inside the range");
+            n += usize::from(removed.is_some());
+            from = va + PAGE_SIZE;
+        }
+        n
+    }
+
+    fn note_flush(&mut self, va: VirtAddr) {
+        let end = va + PAGE_SIZE;
+        self.pending_flush = Some(match self.pending_flush {
+            None => (va, end),
+            Some((s, e)) => (s.min(va), e.max(end)),
+        });
+    }
+
+    /// Flush what [`Cursor::replace`]/[`Cursor::protect`] changed (also done on drop).
+    pub fn flush(&mut self) {
+        if let Some((s, e)) = self.pending_flush.take() {
+            tlb::flush_range(s, e);
+        }
+    }
+}
+
+impl Drop for Cursor<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

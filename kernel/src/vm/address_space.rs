@@ -1,0 +1,469 @@
+//! Address spaces: a page table plus the VMAs that say what may be mapped in it.
+//!
+//! This is where the user half of memory is managed: `mmap`-like mapping of anonymous
+//! memory, `munmap`, `mprotect` (with VMA splitting and merging), the page-fault path
+//! (demand-zero fill and copy-on-write), and an invariant checker. Linux: `struct
+//! mm_struct`, `do_mmap`, `do_munmap`, `mprotect_fixup`, `handle_mm_fault`.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use spin::Mutex;
+use x86_64::structures::paging::PageTableFlags;
+use x86_64::VirtAddr;
+
+use super::vma::{Prot, Sharing, Vma, VmaList};
+use crate::mm::frame::{self, Frame, FrameFlags};
+use crate::mm::page_table::{PageTable, USER_END};
+use crate::mm::pte::Pte;
+use crate::mm::{MmError, PAGE_SIZE};
+
+/// Lowest address `mmap` hands out (Linux `mmap_min_addr` is 64 KiB; we keep the first
+/// 64 KiB free too, so a null-pointer dereference always faults).
+pub const MMAP_MIN: u64 = 0x1_0000;
+/// Top of the area where "anywhere" mappings go, searched downwards.
+pub const MMAP_TOP: u64 = 0x7f00_0000_0000;
+
+/// Where a new mapping goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Wherever there is room.
+    Anywhere,
+    /// At this address if it is free, else anywhere (Linux: a non-`MAP_FIXED` hint).
+    Hint(VirtAddr),
+    /// Exactly here, replacing whatever was mapped (Linux `MAP_FIXED`).
+    Fixed(VirtAddr),
+}
+
+/// The kind of access that faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Execute,
+}
+
+/// Who made the access: user code, or the kernel touching user memory for a syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    User,
+    Kernel,
+}
+
+/// Why an access was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadAccessReason {
+    /// No VMA contains the address.
+    NotMapped,
+    /// The VMA forbids this kind of access (e.g. a write to a read-only mapping, any
+    /// access to PROT_NONE).
+    Protection { prot: Prot },
+}
+
+/// What the fault path did. The caller turns it into "retry the access", "kill the
+/// process", or "kernel bug".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOutcome {
+    /// Fixed: retry the access.
+    Fixed(Fix),
+    /// The access is not allowed: the process gets SIGSEGV (a syscall gets -EFAULT).
+    BadAccess(BadAccessReason),
+    /// A frame was needed and none was free: the faulting process is killed.
+    OutOfMemory,
+    /// The fault cannot be a user's doing: the kernel is broken.
+    KernelBug(KernelBug),
+}
+
+/// Faults that only a kernel bug can cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelBug {
+    /// A fault on a kernel (upper-half) address.
+    KernelAddress,
+    /// A fault on a user address while no address space is current.
+    NoAddressSpace,
+    /// A fault while the faulting code held the address-space lock (the kernel touched
+    /// user memory, or dereferenced a bad pointer, inside an mm operation).
+    LockHeld,
+}
+
+/// How a fault was fixed (tests and the page-state dump print this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fix {
+    /// A zero-filled frame was mapped (first touch).
+    DemandZero,
+    /// A shared frame was copied for a write (copy-on-write, copy case).
+    CowCopy,
+    /// A write to a read-only entry whose frame had no other user: made writable.
+    CowReuse,
+    /// A device-exclusive entry was made present again.
+    ExclusiveRestored,
+    /// The entry already allowed the access (stale TLB entry); flushed.
+    Spurious,
+}
+
+/// A broken invariant, found by [`AddressSpace::check_invariants`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvariantViolation {
+    pub va: Option<VirtAddr>,
+    pub what: &'static str,
+}
+
+impl fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.va {
+            Some(va) => write!(f, "at {:#x}: {}", va.as_u64(), self.what),
+            None => write!(f, "{}", self.what),
+        }
+    }
+}
+
+/// What the invariant checker counted, for tests to compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Census {
+    pub present: usize,
+    pub exclusive: usize,
+    pub table_pages: usize,
+}
+
+struct Inner {
+    table: PageTable,
+    vmas: VmaList,
+}
+
+/// One address space: the lower half of a page table and its VMAs, behind a lock.
+pub struct AddressSpace {
+    inner: Mutex<Inner>,
+}
+
+impl AddressSpace {
+    /// An empty address space (its page table shares the kernel's upper half).
+    pub fn new() -> Result<Arc<AddressSpace>, MmError> {
+        let table = PageTable::new()?;
+        let aspace = AddressSpace {
+            inner: Mutex::new(Inner {
+                table,
+                vmas: VmaList::new(),
+            }),
+        };
+        Arc::try_new(aspace).map_err(|_| MmError::NoMemory)
+    }
+
+    /// Run `f` with the lock held and interrupts off (the fault handler takes the same
+    /// lock, so it must never interrupt a holder).
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        x86_64::instructions::interrupts::without_interrupts(|| f(&mut self.inner.lock()))
+    }
+
+    /// The root page table frame (for CR3).
+    pub(super) fn root(&self) -> x86_64::structures::paging::PhysFrame {
+        self.with(|inner| inner.table.root())
+    }
+
+    /// Map `len` bytes of zero-filled anonymous memory (Linux `do_mmap` with
+    /// `MAP_ANONYMOUS`). Nothing is allocated until first touch. Returns the start.
+    pub fn map_anonymous(
+        &self,
+        placement: Placement,
+        len: u64,
+        prot: Prot,
+        sharing: Sharing,
+    ) -> Result<VirtAddr, MmError> {
+        if len == 0 {
+            return Err(MmError::InvalidRange);
+        }
+        let len = len
+            .checked_next_multiple_of(PAGE_SIZE)
+            .ok_or(MmError::InvalidRange)?;
+        self.with(|inner| {
+            let fits = |start: VirtAddr| {
+                start.is_aligned(PAGE_SIZE)
+                    && start.as_u64() >= MMAP_MIN
+                    && start
+                        .as_u64()
+                        .checked_add(len)
+                        .is_some_and(|end| end <= USER_END)
+            };
+            let start = match placement {
+                Placement::Fixed(at) => {
+                    if !at.is_aligned(PAGE_SIZE) {
+                        return Err(MmError::Unaligned);
+                    }
+                    if !fits(at) {
+                        return Err(MmError::InvalidRange);
+                    }
+                    inner.unmap_range(at, at + len)?;
+                    at
+                }
+                Placement::Hint(at) if fits(at) && !inner.vmas.overlaps(at, at + len) => at,
+                Placement::Hint(_) | Placement::Anywhere => inner
+                    .vmas
+                    .find_gap(len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_TOP))
+                    .ok_or(MmError::NoMemory)?,
+            };
+            inner.vmas.insert(Vma {
+                start,
+                end: start + len,
+                prot,
+                sharing,
+            })?;
+            Ok(start)
+        })
+    }
+
+    /// Remove [start, start + len): VMAs are cut at the edges, every entry inside is
+    /// unmapped and its frame released (Linux `do_munmap`). Unmapped holes are fine.
+    pub fn munmap(&self, start: VirtAddr, len: u64) -> Result<(), MmError> {
+        let end = checked_range(start, len)?;
+        self.with(|inner| inner.unmap_range(start, end))
+    }
+
+    /// Change the protection of [start, start + len), which must be fully mapped (Linux
+    /// `mprotect`: ENOMEM otherwise). Present entries get the new rights at once; a
+    /// frame shared copy-on-write stays read-only until its first write.
+    pub fn mprotect(&self, start: VirtAddr, len: u64, prot: Prot) -> Result<(), MmError> {
+        let end = checked_range(start, len)?;
+        self.with(|inner| {
+            if !inner.vmas.covers(start, end) {
+                return Err(MmError::NoMemory);
+            }
+            inner.vmas.split_at(start)?;
+            inner.vmas.split_at(end)?;
+            inner.vmas.set_prot(start, end, prot);
+            let Inner { table, vmas } = inner;
+            let mut cursor = table.cursor(start, end)?;
+            let mut from = start;
+            while let Some((va, pte)) = cursor.next_mapped(from) {
+                let vma = vmas
+                    .find(va)
+                    .expect("entry inside a covered range has a VMA");
+                match pte {
+                    Pte::Present { frame, .. } => {
+                        let meta = frame::meta(frame);
+                        let exclusive = meta.flags().contains(FrameFlags::ANON_EXCLUSIVE);
+                        cursor.protect(va, vma.pte_flags(exclusive))?;
+                    }
+                    // Writability of an exclusive entry is decided when it is restored.
+                    Pte::DeviceExclusive { .. } => {}
+                    Pte::None => unreachable!("next_mapped never yields None entries"),
+                }
+                from = va + PAGE_SIZE;
+            }
+            Ok(())
+        })
+    }
+
+    /// Handle a page fault at `addr` (Linux `handle_mm_fault`): find the VMA, check the
+    /// access against it, then fix the entry: demand-zero on first touch, copy-on-write
+    /// on a write to a shared frame, restore a device-exclusive entry.
+    pub fn handle_fault(&self, addr: VirtAddr, access: Access, _who: Privilege) -> FaultOutcome {
+        let page = addr.align_down(PAGE_SIZE);
+        let Some(mut guard) =
+            x86_64::instructions::interrupts::without_interrupts(|| self.inner.try_lock())
+        else {
+            return FaultOutcome::KernelBug(KernelBug::LockHeld);
+        };
+        // (Interrupts are off in the fault handler; a caller from elsewhere gets them
+        // re-enabled while fixing, which is fine: the timer does not touch address spaces.)
+        let inner = &mut *guard;
+        {
+            let Some(vma) = inner.vmas.find(addr).copied() else {
+                return FaultOutcome::BadAccess(BadAccessReason::NotMapped);
+            };
+            let needed = match access {
+                Access::Read => Prot::READ,
+                Access::Write => Prot::WRITE,
+                Access::Execute => Prot::EXEC,
+            };
+            // x86 pages are always readable when present, so READ is implied by WRITE/EXEC.
+            let allowed = vma.prot.contains(needed)
+                || (needed == Prot::READ && vma.prot.intersects(Prot::WRITE | Prot::EXEC));
+            if !allowed {
+                return FaultOutcome::BadAccess(BadAccessReason::Protection { prot: vma.prot });
+            }
+            match inner.fix_entry(&vma, page, access) {
+                Ok(fix) => FaultOutcome::Fixed(fix),
+                Err(MmError::NoMemory) => FaultOutcome::OutOfMemory,
+                Err(e) => panic!("handle_fault: unexpected {e:?} at {addr:?}"),
+            }
+        }
+    }
+
+    /// The entry for `va` (for tests and the page-state dump).
+    pub fn query(&self, va: VirtAddr) -> Pte {
+        self.with(|inner| {
+            let page = va.align_down(PAGE_SIZE);
+            match inner.table.cursor(page, page + PAGE_SIZE) {
+                Ok(c) => c.query(page).unwrap_or(Pte::None),
+                Err(_) => Pte::None,
+            }
+        })
+    }
+
+    /// A copy of the VMA list.
+    pub fn vmas(&self) -> Vec<Vma> {
+        self.with(|inner| inner.vmas.iter().copied().collect())
+    }
+
+    /// Number of page-table pages (root included).
+    pub fn table_pages(&self) -> usize {
+        self.with(|inner| inner.table.table_pages())
+    }
+
+    /// Check the invariants of DESIGN.md section 6 and the SPEC (I1, I4, I5) on every
+    /// entry: refcount >= mapcount >= 1; a writable anonymous entry's frame is
+    /// anon-exclusive; a device-exclusive entry maps an anonymous frame with mapcount 1;
+    /// no entry outside a VMA; VMAs well formed. Returns what it counted.
+    pub fn check_invariants(&self) -> Result<Census, InvariantViolation> {
+        self.with(|inner| {
+            let bad = |va, what| InvariantViolation { va: Some(va), what };
+            inner
+                .vmas
+                .check()
+                .map_err(|what| InvariantViolation { va: None, what })?;
+            let mut census = Census {
+                table_pages: inner.table.table_pages(),
+                ..Census::default()
+            };
+            let cursor = inner
+                .table
+                .cursor(VirtAddr::new(0), VirtAddr::new(USER_END))
+                .expect("the whole user half is a valid range");
+            let mut from = VirtAddr::new(0);
+            while let Some((va, pte)) = cursor.next_mapped(from) {
+                let Some(vma) = inner.vmas.find(va) else {
+                    return Err(bad(va, "entry outside every VMA"));
+                };
+                match pte {
+                    Pte::None => unreachable!("next_mapped never yields None entries"),
+                    Pte::Present { frame, flags } => {
+                        census.present += 1;
+                        let m = frame::meta(frame);
+                        if m.mapcount() == 0 || m.refcount() < m.mapcount() {
+                            return Err(bad(va, "present entry: refcount >= mapcount >= 1 broken"));
+                        }
+                        if flags.contains(PageTableFlags::WRITABLE)
+                            && !m.flags().contains(FrameFlags::ANON_EXCLUSIVE)
+                        {
+                            return Err(bad(
+                                va,
+                                "writable anonymous entry whose frame is not anon-exclusive (I4)",
+                            ));
+                        }
+                        if flags.contains(PageTableFlags::WRITABLE)
+                            && !vma.prot.contains(Prot::WRITE)
+                        {
+                            return Err(bad(va, "writable entry in a VMA without PROT_WRITE"));
+                        }
+                    }
+                    Pte::DeviceExclusive { frame } => {
+                        census.exclusive += 1;
+                        let m = frame::meta(frame);
+                        if m.mapcount() != 1 || !m.flags().contains(FrameFlags::ANON) {
+                            return Err(bad(
+                                va,
+                                "exclusive entry must map an anonymous frame with mapcount 1 (I1)",
+                            ));
+                        }
+                        if m.refcount() < m.mapcount() {
+                            return Err(bad(va, "exclusive entry: refcount < mapcount (I5)"));
+                        }
+                    }
+                }
+                from = va + PAGE_SIZE;
+            }
+            Ok(census)
+        })
+    }
+}
+
+impl Inner {
+    /// Cut VMAs at the edges of [start, end), drop those inside, unmap their entries.
+    fn unmap_range(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), MmError> {
+        self.vmas.split_at(start)?;
+        self.vmas.split_at(end)?;
+        self.vmas.remove_range(start, end);
+        let mut cursor = self.table.cursor(start, end)?;
+        cursor.unmap_all();
+        Ok(())
+    }
+
+    /// Make the entry at `page` allow `access`, per `vma` (already checked).
+    fn fix_entry(&mut self, vma: &Vma, page: VirtAddr, access: Access) -> Result<Fix, MmError> {
+        let mut cursor = self.table.cursor(page, page + PAGE_SIZE)?;
+        match cursor.query(page)? {
+            // Linux `do_anonymous_page`. (Linux maps a shared zero page for a read fault;
+            // we always allocate, which keeps every anonymous frame anon-exclusive.)
+            Pte::None => {
+                let frame = Frame::alloc_zeroed()?;
+                frame
+                    .meta()
+                    .set_flags(FrameFlags::ANON | FrameFlags::ANON_EXCLUSIVE);
+                cursor.map(page, frame, vma.pte_flags(true))?;
+                Ok(Fix::DemandZero)
+            }
+            Pte::Present { frame, flags } => {
+                let writable = flags.contains(PageTableFlags::WRITABLE);
+                if access != Access::Write || writable {
+                    // The entry already allows it: a stale TLB entry.
+                    crate::mm::tlb::flush_page(page);
+                    return Ok(Fix::Spurious);
+                }
+                // Linux `do_wp_page`: reuse if we are the only user, else copy.
+                let meta = frame::meta(frame);
+                if meta.mapcount() == 1 && meta.refcount() == 1 {
+                    meta.set_flags(FrameFlags::ANON_EXCLUSIVE);
+                    cursor.replace(
+                        page,
+                        Pte::Present {
+                            frame,
+                            flags: vma.pte_flags(true),
+                        },
+                    )?;
+                    return Ok(Fix::CowReuse);
+                }
+                // Allocate first: if that fails, nothing has changed.
+                let copy = Frame::alloc()?;
+                // SAFETY: the entry holds a reference on `frame` and we hold the address
+                // space lock, so it cannot be freed while we copy from it.
+                let old = unsafe { Frame::get_ref(frame) };
+                copy.copy_from(&old);
+                copy.meta()
+                    .set_flags(FrameFlags::ANON | FrameFlags::ANON_EXCLUSIVE);
+                // The old frame loses one mapping; its other users keep it.
+                cursor.exchange(page, copy, vma.pte_flags(true))?;
+                Ok(Fix::CowCopy)
+            }
+            // Linux `remove_device_exclusive_entry` (no device notification yet).
+            Pte::DeviceExclusive { frame } => {
+                let exclusive = frame::meta(frame)
+                    .flags()
+                    .contains(FrameFlags::ANON_EXCLUSIVE);
+                let mut flags = vma.pte_flags(exclusive);
+                if frame::meta(frame).flags().contains(FrameFlags::DIRTY) {
+                    flags |= PageTableFlags::DIRTY;
+                }
+                cursor.replace(page, Pte::Present { frame, flags })?;
+                Ok(Fix::ExclusiveRestored)
+            }
+        }
+    }
+}
+
+/// [start, start + len) as an end address; page-aligned start, non-zero length, inside
+/// the user half. The length is rounded up to whole pages.
+fn checked_range(start: VirtAddr, len: u64) -> Result<VirtAddr, MmError> {
+    if !start.is_aligned(PAGE_SIZE) {
+        return Err(MmError::Unaligned);
+    }
+    let len = len
+        .checked_next_multiple_of(PAGE_SIZE)
+        .ok_or(MmError::InvalidRange)?;
+    let end = start
+        .as_u64()
+        .checked_add(len)
+        .ok_or(MmError::InvalidRange)?;
+    if len == 0 || end > USER_END {
+        return Err(MmError::InvalidRange);
+    }
+    Ok(VirtAddr::new(end))
+}

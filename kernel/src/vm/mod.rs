@@ -1,0 +1,71 @@
+//! Virtual memory: address spaces, VMAs, and the page-fault path.
+//!
+//! The CPU translates through the address space in CR3. [`switch_to`] changes it and
+//! remembers which [`AddressSpace`] is current, so the page-fault handler can find the
+//! VMAs of the faulting address.
+
+pub mod address_space;
+pub mod vma;
+
+pub use address_space::{
+    Access, AddressSpace, BadAccessReason, Census, FaultOutcome, Fix, KernelBug, Placement,
+    Privilege,
+};
+pub use vma::{Prot, Sharing, Vma};
+
+use alloc::sync::Arc;
+use spin::Mutex;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+use x86_64::VirtAddr;
+
+use crate::mm::page_table::USER_END;
+
+static CURRENT: Mutex<Option<Arc<AddressSpace>>> = Mutex::new(None);
+static KERNEL_ROOT: spin::Once<PhysFrame> = spin::Once::new();
+
+/// Remember the kernel-only page table (what CR3 holds when no process runs).
+pub fn init() {
+    KERNEL_ROOT.call_once(|| Cr3::read().0);
+}
+
+/// The current address space, if any.
+pub fn current() -> Option<Arc<AddressSpace>> {
+    x86_64::instructions::interrupts::without_interrupts(|| CURRENT.lock().clone())
+}
+
+/// Make `aspace` the one the CPU translates through (`None`: the kernel-only table).
+/// The previous one stays alive as long as someone else holds it.
+pub fn switch_to(aspace: Option<Arc<AddressSpace>>) {
+    let root = match &aspace {
+        Some(a) => a.root(),
+        None => *KERNEL_ROOT.get().expect("vm::switch_to before vm::init"),
+    };
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut current = CURRENT.lock();
+        // SAFETY: `root` is the root of a live page table (held by `aspace`, which we
+        // keep in CURRENT, or the kernel's own), and every table shares the kernel's
+        // upper half, where all kernel code, stacks and data live.
+        unsafe { Cr3::write(root, Cr3Flags::empty()) };
+        // Drop the old one only after CR3 no longer points at it.
+        let _old = core::mem::replace(&mut *current, aspace);
+    });
+}
+
+/// Entry from the page-fault exception: hand a user-half address to the current
+/// address space; anything else is a kernel bug.
+pub fn page_fault(addr: VirtAddr, access: Access, who: Privilege) -> FaultOutcome {
+    if addr.as_u64() >= USER_END {
+        return FaultOutcome::KernelBug(KernelBug::KernelAddress);
+    }
+    // Interrupts are off in the exception handler, so try_lock can only fail if the
+    // faulting code itself held CURRENT.
+    let Some(current) = CURRENT.try_lock() else {
+        return FaultOutcome::KernelBug(KernelBug::LockHeld);
+    };
+    let Some(aspace) = current.clone() else {
+        return FaultOutcome::KernelBug(KernelBug::NoAddressSpace);
+    };
+    drop(current);
+    aspace.handle_fault(addr, access, who)
+}

@@ -1,0 +1,231 @@
+//! Virtual memory areas: the ranges of an address space a process may use, and how.
+//!
+//! A VMA says "from start to end, anonymous memory, readable and writable, private".
+//! Page-table entries appear inside VMAs lazily, on the first touch (demand paging);
+//! an access outside every VMA, or one the VMA's protection forbids, is a bad access.
+//! Linux: `struct vm_area_struct`, `vma_merge`, `split_vma`.
+#![deny(unsafe_code)]
+
+use alloc::vec::Vec;
+use bitflags::bitflags;
+use x86_64::structures::paging::PageTableFlags;
+use x86_64::VirtAddr;
+
+use crate::mm::MmError;
+
+bitflags! {
+    /// Access rights of a mapping (Linux `PROT_*`, same bit values).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Prot: u32 {
+        const READ = 0x1;
+        const WRITE = 0x2;
+        const EXEC = 0x4;
+    }
+}
+
+/// Whether a mapping's pages are private to the process (copied on write after fork) or
+/// shared with its children (Linux `MAP_PRIVATE` / `MAP_SHARED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    Private,
+    Shared,
+}
+
+/// One virtual memory area. Only anonymous memory exists for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vma {
+    pub start: VirtAddr,
+    pub end: VirtAddr,
+    pub prot: Prot,
+    pub sharing: Sharing,
+}
+
+impl Vma {
+    /// Whether `va` lies inside.
+    pub fn contains(&self, va: VirtAddr) -> bool {
+        self.start <= va && va < self.end
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether the VMA is empty (never true for a VMA in a list).
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Leaf flags for a page of this VMA. `writable_ok` says whether the frame may be
+    /// written without a copy (it is ours alone); a writable VMA whose frame is shared
+    /// gets a read-only entry, and the first write breaks copy-on-write.
+    pub fn pte_flags(&self, writable_ok: bool) -> PageTableFlags {
+        if self.prot.is_empty() {
+            // x86 has no "present but inaccessible" for ring 3 other than leaving out the
+            // USER bit: any user access then faults, and the fault path refuses it.
+            return PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
+        }
+        let mut flags = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+        if self.prot.contains(Prot::WRITE) && writable_ok {
+            flags |= PageTableFlags::WRITABLE;
+        }
+        if !self.prot.contains(Prot::EXEC) {
+            flags |= PageTableFlags::NO_EXECUTE;
+        }
+        // x86 cannot express write-only or exec-only pages: they are also readable.
+        flags
+    }
+
+    /// Whether two VMAs side by side may become one.
+    fn can_merge(&self, next: &Vma) -> bool {
+        self.end == next.start && self.prot == next.prot && self.sharing == next.sharing
+    }
+}
+
+/// The sorted, non-overlapping VMAs of one address space.
+///
+/// A sorted `Vec` with binary search: simple to read, and every insertion reserves
+/// heap space first with `try_reserve`, so running out of kernel heap is a `NoMemory`
+/// error instead of a panic.
+#[derive(Debug, Default)]
+pub struct VmaList {
+    vmas: Vec<Vma>,
+}
+
+impl VmaList {
+    /// An empty list.
+    pub const fn new() -> Self {
+        VmaList { vmas: Vec::new() }
+    }
+
+    /// All VMAs in address order.
+    pub fn iter(&self) -> impl Iterator<Item = &Vma> {
+        self.vmas.iter()
+    }
+
+    /// The VMA containing `va`.
+    pub fn find(&self, va: VirtAddr) -> Option<&Vma> {
+        let i = self.vmas.partition_point(|v| v.end <= va);
+        self.vmas.get(i).filter(|v| v.contains(va))
+    }
+
+    /// Whether any VMA overlaps [start, end).
+    pub fn overlaps(&self, start: VirtAddr, end: VirtAddr) -> bool {
+        let i = self.vmas.partition_point(|v| v.end <= start);
+        self.vmas.get(i).is_some_and(|v| v.start < end)
+    }
+
+    /// Whether [start, end) is entirely covered by VMAs, without holes.
+    pub fn covers(&self, start: VirtAddr, end: VirtAddr) -> bool {
+        let mut at = start;
+        let i = self.vmas.partition_point(|v| v.end <= start);
+        for v in &self.vmas[i..] {
+            if at >= end {
+                break;
+            }
+            if v.start > at {
+                return false;
+            }
+            at = v.end;
+        }
+        at >= end
+    }
+
+    /// Insert a VMA that overlaps none (caller checked), then merge with neighbours.
+    pub fn insert(&mut self, vma: Vma) -> Result<(), MmError> {
+        self.vmas.try_reserve(1).map_err(|_| MmError::NoMemory)?;
+        let i = self.vmas.partition_point(|v| v.end <= vma.start);
+        debug_assert!(self.vmas.get(i).is_none_or(|v| v.start >= vma.end));
+        self.vmas.insert(i, vma);
+        self.merge_around(i);
+        Ok(())
+    }
+
+    /// Make `at` a VMA boundary if it falls inside a VMA (Linux `split_vma`).
+    pub fn split_at(&mut self, at: VirtAddr) -> Result<(), MmError> {
+        let Some(i) = self.vmas.iter().position(|v| v.start < at && at < v.end) else {
+            return Ok(());
+        };
+        self.vmas.try_reserve(1).map_err(|_| MmError::NoMemory)?;
+        let mut right = self.vmas[i];
+        right.start = at;
+        self.vmas[i].end = at;
+        self.vmas.insert(i + 1, right);
+        Ok(())
+    }
+
+    /// Remove every VMA inside [start, end) (boundaries must already be split there).
+    pub fn remove_range(&mut self, start: VirtAddr, end: VirtAddr) {
+        self.vmas.retain(|v| v.end <= start || v.start >= end);
+    }
+
+    /// Set `prot` on every VMA inside [start, end) (boundaries already split), then
+    /// merge what became equal.
+    pub fn set_prot(&mut self, start: VirtAddr, end: VirtAddr, prot: Prot) {
+        for v in self
+            .vmas
+            .iter_mut()
+            .filter(|v| v.start >= start && v.end <= end)
+        {
+            v.prot = prot;
+        }
+        self.merge_all();
+    }
+
+    /// A free gap of `len` bytes in [low, high), as high as possible (Linux's top-down
+    /// `unmapped_area_topdown`).
+    pub fn find_gap(&self, len: u64, low: VirtAddr, high: VirtAddr) -> Option<VirtAddr> {
+        let mut top = high;
+        for v in self.vmas.iter().rev() {
+            if v.start >= top {
+                continue;
+            }
+            if v.end <= top && top - v.end >= len && top - len >= low {
+                return Some(top - len);
+            }
+            top = top.min(v.start);
+        }
+        (top >= low && top - low >= len).then(|| top - len)
+    }
+
+    fn merge_around(&mut self, i: usize) {
+        if i + 1 < self.vmas.len() && self.vmas[i].can_merge(&self.vmas[i + 1]) {
+            self.vmas[i].end = self.vmas[i + 1].end;
+            self.vmas.remove(i + 1);
+        }
+        if i > 0 && self.vmas[i - 1].can_merge(&self.vmas[i]) {
+            self.vmas[i - 1].end = self.vmas[i].end;
+            self.vmas.remove(i);
+        }
+    }
+
+    fn merge_all(&mut self) {
+        let mut i = 0;
+        while i + 1 < self.vmas.len() {
+            if self.vmas[i].can_merge(&self.vmas[i + 1]) {
+                self.vmas[i].end = self.vmas[i + 1].end;
+                self.vmas.remove(i + 1);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Check sortedness, alignment, non-emptiness, no overlap, no mergeable neighbours.
+    pub fn check(&self) -> Result<(), &'static str> {
+        for v in &self.vmas {
+            if v.is_empty() || !v.start.is_aligned(4096u64) || !v.end.is_aligned(4096u64) {
+                return Err("empty or unaligned VMA");
+            }
+        }
+        for w in self.vmas.windows(2) {
+            if w[0].end > w[1].start {
+                return Err("VMAs overlap or are out of order");
+            }
+            if w[0].can_merge(&w[1]) {
+                return Err("adjacent VMAs that should have been merged");
+            }
+        }
+        Ok(())
+    }
+}
