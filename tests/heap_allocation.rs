@@ -8,22 +8,10 @@
 extern crate alloc;
 
 use alloc::{boxed::Box, vec::Vec};
-use bootloader_api::BootInfo;
 use kernel::mm::heap::{self, HEAP_SIZE};
 use kernel::serial_println;
 
-bootloader_api::entry_point!(main, config = &kernel::BOOTLOADER_CONFIG);
-
-fn main(boot_info: &'static mut BootInfo) -> ! {
-    kernel::init(boot_info);
-    test_main();
-    kernel::hlt_loop()
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    kernel::testing::test_panic_handler(info)
-}
+kernel::test_kernel!();
 
 #[test_case]
 fn boxed_values() {

@@ -104,3 +104,32 @@ pub fn test_panic_handler(info: &core::panic::PanicInfo) -> ! {
     panic_report(info);
     finish(ExitCode::Failed)
 }
+
+/// The boilerplate of a test kernel in tests/: entry point, boot, run the collected
+/// `#[test_case]`s, panic handler. A test file starts with the crate attributes
+///
+/// ```ignore
+/// #![no_std]
+/// #![no_main]
+/// #![feature(custom_test_frameworks)]
+/// #![test_runner(kernel::testing::test_runner)]
+/// #![reexport_test_harness_main = "test_main"]
+/// kernel::test_kernel!();
+/// ```
+#[macro_export]
+macro_rules! test_kernel {
+    () => {
+        bootloader_api::entry_point!(__test_kernel_main, config = &$crate::BOOTLOADER_CONFIG);
+
+        fn __test_kernel_main(boot_info: &'static mut bootloader_api::BootInfo) -> ! {
+            $crate::init(boot_info);
+            test_main();
+            $crate::hlt_loop()
+        }
+
+        #[panic_handler]
+        fn __test_kernel_panic(info: &core::panic::PanicInfo) -> ! {
+            $crate::testing::test_panic_handler(info)
+        }
+    };
+}

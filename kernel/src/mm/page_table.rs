@@ -31,8 +31,12 @@ use super::frame::{self, Frame, FrameFlags};
 use super::pte::Pte;
 use super::{phys_to_virt, tlb, MmError, PAGE_SIZE};
 
+/// End of the user half: the lower half minus its last page (Linux `TASK_SIZE_MAX`;
+/// the last canonical lower-half page stays unmapped so that `sysret` can never return
+/// to a non-canonical address). 0x8000_0000_0000 itself is not a canonical address.
+pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 /// First address of the upper (kernel) half.
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+pub const KERNEL_START: u64 = 0xffff_8000_0000_0000;
 /// Entries per table.
 const ENTRIES: usize = 512;
 /// Flags of an entry that points to a lower-level table. The leaf decides the real
@@ -172,6 +176,39 @@ impl PageTable {
         count(self.root(), 4)
     }
 
+    /// Check the bookkeeping of every lower-half table page: it is flagged PAGE_TABLE,
+    /// its `pt_used` equals its non-empty entries, and no table but the root is empty
+    /// (empty ones must have been freed). Returns the number of table pages.
+    pub fn check_tables(&self) -> Result<usize, &'static str> {
+        fn check(table: PhysFrame, level: u8) -> Result<usize, &'static str> {
+            let meta = frame::meta(table);
+            if !meta.flags().contains(FrameFlags::PAGE_TABLE) {
+                return Err("page-table page without the PAGE_TABLE flag");
+            }
+            let limit = if level == 4 { ENTRIES / 2 } else { ENTRIES };
+            let mut used = 0;
+            let mut pages = 1;
+            for e in &entries(table)[..limit] {
+                let raw = e.load(Ordering::Acquire);
+                if raw == 0 {
+                    continue;
+                }
+                used += 1;
+                if level > 1 {
+                    pages += check(table_frame(raw), level - 1)?;
+                }
+            }
+            if used != meta.pt_used() {
+                return Err("page-table page: pt_used differs from its non-empty entries");
+            }
+            if used == 0 && level != 4 {
+                return Err("empty page-table page was not freed");
+            }
+            Ok(pages)
+        }
+        check(self.root(), 4)
+    }
+
     /// Walk to the leaf entry for `va`, creating tables if `alloc` says so. Returns
     /// `None` if a table on the way is missing and may not be created.
     fn leaf(&self, va: VirtAddr, alloc: Alloc) -> Result<Option<LeafSlot>, MmError> {
@@ -206,35 +243,36 @@ impl PageTable {
         }))
     }
 
-    /// After a leaf of `va` became empty: free every table on its path that is now
-    /// empty, bottom up (Linux `free_pgtables`). The root is never freed.
+    /// After the leaf of `va` became empty, or a walk that created tables failed
+    /// half-way: free every table on `va`'s path that is now empty, bottom up (Linux
+    /// `free_pgtables`). The root is never freed.
     fn prune(&self, va: VirtAddr) {
-        // Collect the path root..leaf table.
-        let mut path = [self.root(); 4]; // path[level-1] = table at that level
-        let mut table = self.root();
-        for level in (2..=4).rev() {
-            let raw = entries(table)[index(va, level)].load(Ordering::Acquire);
+        // path[i] = the table at level 4 - i (path[0] = root), as far as it exists.
+        let mut path = [self.root(); 4];
+        let mut depth = 1;
+        while depth < 4 {
+            let level = 4 - (depth as u8 - 1);
+            let raw = entries(path[depth - 1])[index(va, level)].load(Ordering::Acquire);
             if raw == 0 {
-                return;
+                break;
             }
-            table = table_frame(raw);
-            path[level as usize - 2] = table;
+            path[depth] = table_frame(raw);
+            depth += 1;
         }
-        path[3] = self.root();
-        // path[0] = L1 table, path[1] = L2, path[2] = L3, path[3] = L4 (root)
-        for level in 1..=3u8 {
-            let t = path[level as usize - 1];
-            if frame::meta(t).pt_used() != 0 {
+        for d in (1..depth).rev() {
+            let table = path[d];
+            if frame::meta(table).pt_used() != 0 {
                 return;
             }
-            let parent = path[level as usize];
-            entries(parent)[index(va, level + 1)].store(0, Ordering::Release);
+            let parent = path[d - 1];
+            let parent_level = 4 - (d as u8 - 1);
+            entries(parent)[index(va, parent_level)].store(0, Ordering::Release);
             frame::meta(parent).pt_dec();
-            frame::meta(t).clear_flags(FrameFlags::PAGE_TABLE);
+            frame::meta(table).clear_flags(FrameFlags::PAGE_TABLE);
             // SAFETY: the parent entry we just cleared owned this table's reference.
-            drop(unsafe { Frame::from_raw(t) });
+            drop(unsafe { Frame::from_raw(table) });
             if self.is_active() {
-                // The paging-structure caches may hold the freed table.
+                // The paging-structure caches may still hold the freed table.
                 tlb::flush_all();
             }
         }
@@ -356,10 +394,14 @@ impl Cursor<'_> {
         flags: PageTableFlags,
     ) -> Result<(), MmError> {
         self.check(va)?;
-        let slot = self
-            .table
-            .leaf(va, Alloc::IfMissing)?
-            .expect("Alloc::IfMissing always yields a slot");
+        let slot = match self.table.leaf(va, Alloc::IfMissing) {
+            Ok(slot) => slot.expect("Alloc::IfMissing always yields a slot"),
+            Err(e) => {
+                // Out of memory half-way down: free the tables this walk created.
+                self.table.prune(va);
+                return Err(e);
+            }
+        };
         if !slot.read().is_none() {
             return Err(MmError::AlreadyMapped);
         }

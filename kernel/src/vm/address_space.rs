@@ -312,7 +312,8 @@ impl AddressSpace {
     /// Check the invariants of DESIGN.md section 6 and the SPEC (I1, I4, I5) on every
     /// entry: refcount >= mapcount >= 1; a writable anonymous entry's frame is
     /// anon-exclusive; a device-exclusive entry maps an anonymous frame with mapcount 1;
-    /// no entry outside a VMA; VMAs well formed. Returns what it counted.
+    /// no entry outside a VMA; VMAs well formed; every page-table page accounted. Returns
+    /// what it counted.
     pub fn check_invariants(&self) -> Result<Census, InvariantViolation> {
         self.with(|inner| {
             let bad = |va, what| InvariantViolation { va: Some(va), what };
@@ -320,8 +321,12 @@ impl AddressSpace {
                 .vmas
                 .check()
                 .map_err(|what| InvariantViolation { va: None, what })?;
+            let table_pages = inner
+                .table
+                .check_tables()
+                .map_err(|what| InvariantViolation { va: None, what })?;
             let mut census = Census {
-                table_pages: inner.table.table_pages(),
+                table_pages,
                 ..Census::default()
             };
             let cursor = inner

@@ -19,7 +19,7 @@ use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::VirtAddr;
 
-use crate::mm::page_table::USER_END;
+use crate::mm::page_table::KERNEL_START;
 
 static CURRENT: Mutex<Option<Arc<AddressSpace>>> = Mutex::new(None);
 static KERNEL_ROOT: spin::Once<PhysFrame> = spin::Once::new();
@@ -55,7 +55,7 @@ pub fn switch_to(aspace: Option<Arc<AddressSpace>>) {
 /// Entry from the page-fault exception: hand a user-half address to the current
 /// address space; anything else is a kernel bug.
 pub fn page_fault(addr: VirtAddr, access: Access, who: Privilege) -> FaultOutcome {
-    if addr.as_u64() >= USER_END {
+    if addr.as_u64() >= KERNEL_START {
         return FaultOutcome::KernelBug(KernelBug::KernelAddress);
     }
     // Interrupts are off in the exception handler, so try_lock can only fail if the
