@@ -29,5 +29,10 @@ lint: setup
 	cd / && cargo +nightly clippy --manifest-path $(CURDIR)/devices/Cargo.toml --target-dir $(CURDIR)/target/host --all-targets
 	cd / && cargo +nightly clippy --release --manifest-path $(CURDIR)/boot/Cargo.toml --target-dir $(CURDIR)/target/boot --all-targets
 
+## make bench: memory-management micro-benchmarks (release build, in QEMU, key=value lines)
+bench: setup
+	cargo build --release --bin bench
+	./run-qemu.sh target/x86_64-target/release/bench
+
 clean:
 	cargo clean

@@ -99,7 +99,7 @@ impl MemorySummary {
         serial_println!(
             " frame allocator: {} free frames ({} MiB); lower half emptied ({} bootloader root entries removed)",
             self.free_frames,
-            self.free_frames * PAGE_SIZE as usize >> 20,
+            (self.free_frames * PAGE_SIZE as usize) >> 20,
             self.cleared_root_entries
         );
     }
