@@ -10,6 +10,7 @@
 
 pub mod frame;
 pub mod heap;
+pub mod kstack;
 pub mod page_table;
 pub mod pte;
 pub mod tlb;
@@ -179,7 +180,8 @@ pub fn init(boot_info: &'static mut BootInfo) -> MemorySummary {
     // regions, minus what the carver handed out (heap, metadata), minus low memory;
     // nothing else uses them. init runs once.
     unsafe { frame::init(meta_start, max_pfn, carver.remaining()) };
-    let cleared = page_table::init_kernel_root();
+    let cleared = page_table::init_kernel_root()
+        .expect("mm::init: no frame for the kernel-stack area's table");
 
     summary.heap_phys = heap_start;
     summary.heap_bytes = heap::HEAP_SIZE;

@@ -37,6 +37,13 @@ use super::{phys_to_virt, tlb, MmError, PAGE_SIZE};
 pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 /// First address of the upper (kernel) half.
 pub const KERNEL_START: u64 = 0xffff_8000_0000_0000;
+/// The kernel-stack area: the 512 GiB under root entry 510. Its level-3 table is made
+/// at boot, before any address space copies the kernel's upper half, so stacks mapped
+/// later are seen by every address space. (Root entry 511 holds the kernel image; the
+/// bootloader's mappings stay below this area, see `BOOTLOADER_CONFIG`.)
+pub const KSTACK_AREA_START: u64 = 0xffff_ff00_0000_0000;
+/// End of the kernel-stack area.
+pub const KSTACK_AREA_END: u64 = 0xffff_ff7f_ffff_f000;
 /// Entries per table.
 const ENTRIES: usize = 512;
 /// Flags of an entry that points to a lower-level table. The leaf decides the real
@@ -75,9 +82,9 @@ fn table_frame(raw: u64) -> PhysFrame {
 
 /// Remember the kernel's root table and empty its lower half: whatever the bootloader
 /// left there (its identity-mapped trampoline) is not needed once our GDT and IDT are
-/// loaded, and the lower half must be free for processes. Returns how many root
-/// entries were cleared.
-pub fn init_kernel_root() -> usize {
+/// loaded, and the lower half must be free for processes. Then create the level-3
+/// table of the kernel-stack area. Returns how many root entries were cleared.
+pub fn init_kernel_root() -> Result<usize, MmError> {
     let (root, _) = Cr3::read();
     KERNEL_ROOT.call_once(|| root);
     let table = entries(root);
@@ -87,8 +94,24 @@ pub fn init_kernel_root() -> usize {
             cleared += 1;
         }
     }
+    let kstack_entry = &table[index(VirtAddr::new(KSTACK_AREA_START), 4)];
+    assert_eq!(
+        kstack_entry.load(Ordering::Acquire),
+        0,
+        "init_kernel_root: the bootloader used the kernel-stack area"
+    );
+    let l3 = Frame::alloc_zeroed()?;
+    l3.meta().set_flags(FrameFlags::PAGE_TABLE);
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    kstack_entry.store(l3.into_raw().start_address().as_u64() | flags.bits(), Ordering::Release);
     tlb::flush_all();
-    cleared
+    Ok(cleared)
+}
+
+/// What a page table's root is: its own frame, or the kernel's (shared, never freed).
+enum Root {
+    Owned(Frame),
+    Kernel(PhysFrame),
 }
 
 /// Whether the cursor may create missing intermediate tables.
@@ -100,8 +123,13 @@ enum Alloc {
 
 /// A page-table tree. Owns its lower-half table pages and one reference (and one
 /// mapcount) on every frame its leaf entries name; dropping it releases all of them.
+///
+/// The kernel-stack area is managed through a `PageTable` too (see
+/// [`PageTable::kernel_stack_area`]), so there is one walker for both halves.
 pub struct PageTable {
-    root: Frame,
+    root: Root,
+    /// The range cursors may cover: the user half, or the kernel-stack area.
+    limits: (u64, u64),
 }
 
 impl PageTable {
@@ -114,12 +142,31 @@ impl PageTable {
         for i in ENTRIES / 2..ENTRIES {
             ours[i].store(kernel[i].load(Ordering::Acquire), Ordering::Release);
         }
-        Ok(PageTable { root })
+        Ok(PageTable {
+            root: Root::Owned(root),
+            limits: (0, USER_END),
+        })
+    }
+
+    /// The kernel's own table, limited to the kernel-stack area. Make one, once.
+    pub(super) fn kernel_stack_area() -> PageTable {
+        PageTable {
+            root: Root::Kernel(*KERNEL_ROOT.get().expect("kernel_stack_area before mm::init")),
+            limits: (KSTACK_AREA_START, KSTACK_AREA_END),
+        }
     }
 
     /// The root frame (what CR3 holds while this tree is active).
     pub fn root(&self) -> PhysFrame {
-        self.root.phys_frame()
+        match &self.root {
+            Root::Owned(frame) => frame.phys_frame(),
+            Root::Kernel(frame) => *frame,
+        }
+    }
+
+    /// Whether this is the kernel-stack area (mapped in every address space).
+    fn is_kernel(&self) -> bool {
+        matches!(self.root, Root::Kernel(_))
     }
 
     /// Whether the CPU is translating through this tree right now.
@@ -144,10 +191,11 @@ impl PageTable {
         if !start.is_aligned(PAGE_SIZE) || !end.is_aligned(PAGE_SIZE) {
             return Err(MmError::Unaligned);
         }
-        if end < start || end.as_u64() > USER_END {
+        if end < start || start.as_u64() < self.limits.0 || end.as_u64() > self.limits.1 {
             return Err(MmError::InvalidRange);
         }
-        let active = self.is_active();
+        // Kernel-stack mappings are visible in every address space: always flush.
+        let active = self.is_kernel() || self.is_active();
         Ok(Cursor {
             table: self,
             start,
@@ -264,6 +312,10 @@ impl PageTable {
             if frame::meta(table).pt_used() != 0 {
                 return;
             }
+            if d == 1 && self.is_kernel() {
+                // Upper-half root entries are copied into every address space: keep.
+                return;
+            }
             let parent = path[d - 1];
             let parent_level = 4 - (d as u8 - 1);
             entries(parent)[index(va, parent_level)].store(0, Ordering::Release);
@@ -306,7 +358,9 @@ impl Drop for PageTable {
             }
         }
         free(self.root(), 4);
-        self.root.meta().clear_flags(FrameFlags::PAGE_TABLE);
+        if let Root::Owned(root) = &self.root {
+            root.meta().clear_flags(FrameFlags::PAGE_TABLE);
+        }
     }
 }
 

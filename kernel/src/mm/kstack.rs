@@ -1,0 +1,113 @@
+//! Kernel stacks for processes, each with an unmapped guard page below it.
+//!
+//! Every process runs kernel code (syscalls, faults, interrupts) on a stack of its
+//! own. Stacks live in the kernel-stack area of the upper half, one slot each: the
+//! stack pages, with the page below them left unmapped, so an overflow faults (and ends
+//! in the double-fault handler on its IST stack) instead of silently overwriting the
+//! neighbouring stack.
+#![deny(unsafe_code)]
+
+use alloc::vec::Vec;
+use spin::{Lazy, Mutex};
+use x86_64::structures::paging::PageTableFlags;
+use x86_64::VirtAddr;
+
+use super::frame::Frame;
+use super::page_table::{PageTable, KSTACK_AREA_START};
+use super::{MmError, PAGE_SIZE};
+
+/// Pages of stack per process (16 KiB).
+pub const STACK_PAGES: u64 = 4;
+/// Pages per slot: the stack plus guard pages below it.
+const SLOT_PAGES: u64 = 2 * STACK_PAGES;
+/// How many kernel stacks can exist at once (and so how many processes).
+pub const MAX_STACKS: usize = 512;
+
+struct Area {
+    table: PageTable,
+    free_slots: Vec<usize>,
+}
+
+static AREA: Lazy<Mutex<Area>> = Lazy::new(|| {
+    Mutex::new(Area {
+        table: PageTable::kernel_stack_area(),
+        free_slots: (0..MAX_STACKS).rev().collect(),
+    })
+});
+
+/// Why a kernel stack could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KstackError {
+    /// All slots are in use (the process table is full: EAGAIN).
+    NoSlot,
+    /// No memory for the pages (ENOMEM).
+    NoMemory,
+}
+
+/// One mapped kernel stack; unmapped and freed on drop.
+#[derive(Debug)]
+pub struct KernelStack {
+    slot: usize,
+}
+
+impl KernelStack {
+    /// Map a new stack. Its guard page (and the rest of the slot below it) stays unmapped.
+    pub fn new() -> Result<KernelStack, KstackError> {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut area = AREA.lock();
+            let slot = area.free_slots.pop().ok_or(KstackError::NoSlot)?;
+            let (bottom, top) = Self::bounds(slot);
+            let mut cursor = area
+                .table
+                .cursor(bottom, top)
+                .expect("slot bounds lie in the kernel-stack area");
+            let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+            let mut page = bottom;
+            while page < top {
+                let mapped = Frame::alloc_zeroed().and_then(|f| cursor.map(page, f, flags));
+                if let Err(e) = mapped {
+                    debug_assert_eq!(e, MmError::NoMemory);
+                    cursor.unmap_all();
+                    drop(cursor);
+                    area.free_slots.push(slot);
+                    return Err(KstackError::NoMemory);
+                }
+                page += PAGE_SIZE;
+            }
+            Ok(KernelStack { slot })
+        })
+    }
+
+    /// [bottom, top) of the stack pages of `slot`.
+    fn bounds(slot: usize) -> (VirtAddr, VirtAddr) {
+        let slot_start = KSTACK_AREA_START + slot as u64 * SLOT_PAGES * PAGE_SIZE;
+        let top = slot_start + SLOT_PAGES * PAGE_SIZE;
+        (VirtAddr::new(top - STACK_PAGES * PAGE_SIZE), VirtAddr::new(top))
+    }
+
+    /// The address just above the stack (stacks grow down; this is the initial rsp).
+    pub fn top(&self) -> VirtAddr {
+        Self::bounds(self.slot).1
+    }
+
+    /// The lowest stack address; the page below it is the guard.
+    pub fn bottom(&self) -> VirtAddr {
+        Self::bounds(self.slot).0
+    }
+}
+
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut area = AREA.lock();
+            let (bottom, top) = Self::bounds(self.slot);
+            let mut cursor = area
+                .table
+                .cursor(bottom, top)
+                .expect("slot bounds lie in the kernel-stack area");
+            cursor.unmap_all();
+            drop(cursor);
+            area.free_slots.push(self.slot);
+        });
+    }
+}
