@@ -15,8 +15,11 @@ extern crate alloc;
 
 pub mod arch;
 pub mod drivers;
+pub mod fs;
 pub mod klog;
 pub mod mm;
+pub mod proc;
+pub mod syscall;
 pub mod testing;
 pub mod vm;
 
@@ -45,7 +48,20 @@ pub fn init(boot_info: &'static mut BootInfo) {
     klog::init();
     arch::x86_64::gdt::init();
     arch::x86_64::idt::init();
+    arch::x86_64::syscall::init();
+    arch::x86_64::fpu::init();
+    let ramdisk = boot_info
+        .ramdisk_addr
+        .into_option()
+        .map(|addr| (addr, boot_info.ramdisk_len));
     let summary = mm::init(boot_info);
+    if let Some((addr, len)) = ramdisk {
+        // SAFETY: the bootloader mapped the ramdisk at `addr` for `len` bytes, in memory
+        // it reported as used (never handed to our frame allocator), and nothing writes it.
+        fs::initramfs::init(unsafe {
+            core::slice::from_raw_parts(addr as *const u8, len as usize)
+        });
+    }
     vm::init();
     arch::x86_64::interrupts::init();
     arch::x86_64::tsc::calibrate();
@@ -64,6 +80,7 @@ fn print_banner(summary: &mm::MemorySummary, entry_tsc: u64) {
     );
     serial_println!("==================================================================");
     summary.print();
+    serial_println!(" initramfs: {} KiB", fs::initramfs::size() / 1024);
     serial_println!(
         " TSC {} MHz; boot took {} ms since CPU reset ({} ms in kernel init)",
         arch::x86_64::tsc::mhz(),

@@ -1,4 +1,6 @@
-//! The kernel binary: what `cargo run` boots.
+//! The kernel binary: what `cargo run` boots. After the machine is up it starts `/init`
+//! from the initramfs as process 1 and runs the scheduler; when init exits, the kernel
+//! powers off and run-qemu.sh exits with init's status.
 #![no_std]
 #![no_main]
 
@@ -9,9 +11,15 @@ bootloader_api::entry_point!(kernel_main, config = &kernel::BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     kernel::init(boot_info);
-    serial_println!("Nothing else to run yet: the kernel idles, counting timer ticks.");
-    serial_println!("Quit QEMU with Ctrl-A X.");
-    kernel::hlt_loop()
+    match kernel::proc::spawn_init("/init", &["/init"]) {
+        Ok(()) => kernel::proc::sched::run(),
+        Err(e) => {
+            serial_println!("[kernel] cannot start /init from the initramfs: {e:?}");
+            serial_println!("[kernel] (build one with `make user`, or pass --init PROGRAM)");
+            serial_println!("Nothing to run: the kernel idles. Quit QEMU with Ctrl-A X.");
+            kernel::hlt_loop()
+        }
+    }
 }
 
 #[panic_handler]

@@ -39,6 +39,22 @@ pub fn _print(args: core::fmt::Arguments) {
     });
 }
 
+/// Write raw bytes (from a user program) to COM1.
+pub fn write_bytes(bytes: &[u8]) {
+    WROTE.store(true, Ordering::Relaxed);
+    interrupts::without_interrupts(|| {
+        let mut port = SERIAL1.lock();
+        for &b in bytes {
+            port.send_raw(b);
+        }
+    });
+}
+
+/// A received byte, if one is waiting (never blocks).
+pub fn try_read_byte() -> Option<u8> {
+    interrupts::without_interrupts(|| SERIAL1.lock().try_receive().ok())
+}
+
 /// Write the formatted text to the serial console.
 #[macro_export]
 macro_rules! serial_print {

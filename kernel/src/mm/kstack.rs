@@ -61,7 +61,8 @@ impl KernelStack {
                 .table
                 .cursor(bottom, top)
                 .expect("slot bounds lie in the kernel-stack area");
-            let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+            let flags =
+                PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
             let mut page = bottom;
             while page < top {
                 let mapped = Frame::alloc_zeroed().and_then(|f| cursor.map(page, f, flags));
@@ -82,7 +83,10 @@ impl KernelStack {
     fn bounds(slot: usize) -> (VirtAddr, VirtAddr) {
         let slot_start = KSTACK_AREA_START + slot as u64 * SLOT_PAGES * PAGE_SIZE;
         let top = slot_start + SLOT_PAGES * PAGE_SIZE;
-        (VirtAddr::new(top - STACK_PAGES * PAGE_SIZE), VirtAddr::new(top))
+        (
+            VirtAddr::new(top - STACK_PAGES * PAGE_SIZE),
+            VirtAddr::new(top),
+        )
     }
 
     /// The address just above the stack (stacks grow down; this is the initial rsp).

@@ -103,7 +103,10 @@ pub fn init_kernel_root() -> Result<usize, MmError> {
     let l3 = Frame::alloc_zeroed()?;
     l3.meta().set_flags(FrameFlags::PAGE_TABLE);
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
-    kstack_entry.store(l3.into_raw().start_address().as_u64() | flags.bits(), Ordering::Release);
+    kstack_entry.store(
+        l3.into_raw().start_address().as_u64() | flags.bits(),
+        Ordering::Release,
+    );
     tlb::flush_all();
     Ok(cleared)
 }
@@ -151,7 +154,11 @@ impl PageTable {
     /// The kernel's own table, limited to the kernel-stack area. Make one, once.
     pub(super) fn kernel_stack_area() -> PageTable {
         PageTable {
-            root: Root::Kernel(*KERNEL_ROOT.get().expect("kernel_stack_area before mm::init")),
+            root: Root::Kernel(
+                *KERNEL_ROOT
+                    .get()
+                    .expect("kernel_stack_area before mm::init"),
+            ),
             limits: (KSTACK_AREA_START, KSTACK_AREA_END),
         }
     }

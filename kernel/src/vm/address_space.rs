@@ -33,6 +33,9 @@ pub enum Placement {
     Hint(VirtAddr),
     /// Exactly here, replacing whatever was mapped (Linux `MAP_FIXED`).
     Fixed(VirtAddr),
+    /// Exactly here, or `AlreadyMapped` if anything is mapped there (Linux
+    /// `MAP_FIXED_NOREPLACE`; also what `brk` needs).
+    FixedNoReplace(VirtAddr),
 }
 
 /// The kind of access that faulted.
@@ -58,6 +61,20 @@ pub enum BadAccessReason {
     /// The VMA forbids this kind of access (e.g. a write to a read-only mapping, any
     /// access to PROT_NONE).
     Protection { prot: Prot },
+}
+
+impl fmt::Display for BadAccessReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadAccessReason::NotMapped => write!(f, "address not mapped"),
+            BadAccessReason::Protection { prot } if prot.is_empty() => {
+                write!(f, "mapping is PROT_NONE")
+            }
+            BadAccessReason::Protection { prot } => {
+                write!(f, "not allowed by the mapping's protection {prot:?}")
+            }
+        }
+    }
 }
 
 /// What the fault path did. The caller turns it into "retry the access", "kill the
@@ -194,6 +211,18 @@ impl AddressSpace {
                     inner.unmap_range(at, at + len)?;
                     at
                 }
+                Placement::FixedNoReplace(at) => {
+                    if !at.is_aligned(PAGE_SIZE) {
+                        return Err(MmError::Unaligned);
+                    }
+                    if !fits(at) {
+                        return Err(MmError::InvalidRange);
+                    }
+                    if inner.vmas.overlaps(at, at + len) {
+                        return Err(MmError::AlreadyMapped);
+                    }
+                    at
+                }
                 Placement::Hint(at) if fits(at) && !inner.vmas.overlaps(at, at + len) => at,
                 Placement::Hint(_) | Placement::Anywhere => inner
                     .vmas
@@ -269,15 +298,7 @@ impl AddressSpace {
             let Some(vma) = inner.vmas.find(addr).copied() else {
                 return FaultOutcome::BadAccess(BadAccessReason::NotMapped);
             };
-            let needed = match access {
-                Access::Read => Prot::READ,
-                Access::Write => Prot::WRITE,
-                Access::Execute => Prot::EXEC,
-            };
-            // x86 pages are always readable when present, so READ is implied by WRITE/EXEC.
-            let allowed = vma.prot.contains(needed)
-                || (needed == Prot::READ && vma.prot.intersects(Prot::WRITE | Prot::EXEC));
-            if !allowed {
+            if !vma.allows(access) {
                 return FaultOutcome::BadAccess(BadAccessReason::Protection { prot: vma.prot });
             }
             match inner.fix_entry(&vma, page, access) {
@@ -286,6 +307,142 @@ impl AddressSpace {
                 Err(e) => panic!("handle_fault: unexpected {e:?} at {addr:?}"),
             }
         }
+    }
+
+    /// Copy `buf.len()` bytes from user memory at `va` into `buf`, as the kernel does for
+    /// a syscall argument (Linux `copy_from_user`). Pages are faulted in through the same
+    /// path as a CPU fault (demand-zero, device-exclusive restore); an address outside
+    /// every VMA, or one without read permission, is `BadAddress` (-EFAULT).
+    pub fn copy_from_user(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), MmError> {
+        self.access_user(va, buf.len(), Access::Read, |src, at, n| {
+            // SAFETY: `src` points at `n` bytes of a present user frame in the window.
+            let bytes = unsafe { core::slice::from_raw_parts(src, n) };
+            buf[at..at + n].copy_from_slice(bytes);
+        })
+    }
+
+    /// Copy `data` into user memory at `va` (Linux `copy_to_user`): like
+    /// [`AddressSpace::copy_from_user`], and a write breaks copy-on-write first.
+    pub fn copy_to_user(&self, va: VirtAddr, data: &[u8]) -> Result<(), MmError> {
+        self.access_user(va, data.len(), Access::Write, |dst, at, n| {
+            // SAFETY: `dst` points at `n` bytes of a present, writable, private user
+            // frame in the window.
+            let bytes = unsafe { core::slice::from_raw_parts_mut(dst, n) };
+            bytes.copy_from_slice(&data[at..at + n]);
+        })
+    }
+
+    /// Walk [va, va + len) page by page with the lock held, making each page allow
+    /// `access` through the fault path, and call `f(pointer in the window, offset in
+    /// the range, bytes)` for each piece.
+    fn access_user(
+        &self,
+        va: VirtAddr,
+        len: usize,
+        access: Access,
+        mut f: impl FnMut(*mut u8, usize, usize),
+    ) -> Result<(), MmError> {
+        let start = va.as_u64();
+        let end = start.checked_add(len as u64).ok_or(MmError::BadAddress)?;
+        if end > USER_END {
+            return Err(MmError::BadAddress);
+        }
+        self.with(|inner| {
+            let mut at = start;
+            while at < end {
+                let page = VirtAddr::new(at).align_down(PAGE_SIZE);
+                let n = ((page.as_u64() + PAGE_SIZE).min(end) - at) as usize;
+                let vma = *inner.vmas.find(page).ok_or(MmError::BadAddress)?;
+                if !vma.allows(access) {
+                    return Err(MmError::BadAddress);
+                }
+                let frame = loop {
+                    let pte = inner.table.cursor(page, page + PAGE_SIZE)?.query(page)?;
+                    match pte {
+                        Pte::Present { frame, flags }
+                            if access != Access::Write
+                                || flags.contains(PageTableFlags::WRITABLE) =>
+                        {
+                            break frame
+                        }
+                        Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. } => {
+                            inner.fix_entry(&vma, page, access)?;
+                        }
+                    }
+                };
+                let ptr = crate::mm::phys_to_virt(frame.start_address()).as_mut_ptr::<u8>();
+                // SAFETY: the offset stays inside the 4 KiB frame.
+                let ptr = unsafe { ptr.add((at - page.as_u64()) as usize) };
+                f(ptr, (at - start) as usize, n);
+                at += n as u64;
+            }
+            Ok(())
+        })
+    }
+
+    /// Drop the pages of [start, start + len) but keep the VMAs: the next touch gets
+    /// zero-filled pages again (Linux `madvise(MADV_DONTNEED)`, `zap_page_range`).
+    /// `NoMemory` (ENOMEM) if part of the range is not mapped, as Linux.
+    pub fn zap(&self, start: VirtAddr, len: u64) -> Result<(), MmError> {
+        let end = checked_range(start, len)?;
+        self.with(|inner| {
+            if !inner.vmas.covers(start, end) {
+                return Err(MmError::NoMemory);
+            }
+            inner.table.cursor(start, end)?.unmap_all();
+            Ok(())
+        })
+    }
+
+    /// A copy-on-write copy of this address space for a forked child (Linux `dup_mmap`
+    /// + `copy_pte_range`). Private pages become read-only in both and shared (refcount
+    /// and mapcount +1, anon-exclusive cleared): the first write on either side copies
+    /// or reuses the frame. Shared mappings stay shared and writable. A device-exclusive
+    /// entry is first restored in the parent, so the child never gets one. The
+    /// parent's TLB is flushed once at the end. If memory runs out half-way the child
+    /// is dropped (freeing all it got) and the parent is left valid.
+    pub fn fork(&self) -> Result<Arc<AddressSpace>, MmError> {
+        let child = AddressSpace::new()?;
+        self.with(|parent| -> Result<(), MmError> {
+            let mut guard = child.inner.lock();
+            let kid = &mut *guard;
+            kid.vmas = parent.vmas.try_clone()?;
+            let Inner { table, vmas } = parent;
+            let all = (VirtAddr::new(0), VirtAddr::new(USER_END));
+            let mut pc = table.cursor(all.0, all.1)?;
+            let mut cc = kid.table.cursor(all.0, all.1)?;
+            let mut from = all.0;
+            while let Some((va, pte)) = pc.next_mapped(from) {
+                from = va + PAGE_SIZE;
+                let vma = vmas.find(va).expect("every entry lies in a VMA");
+                let (frame, flags) = match pte {
+                    Pte::None => unreachable!("next_mapped never yields None entries"),
+                    Pte::Present { frame, flags } => (frame, flags),
+                    Pte::DeviceExclusive { frame } => {
+                        // Linux `copy_nonpresent_pte` -> restore before copying.
+                        let m = frame::meta(frame);
+                        let flags = vma.pte_flags(m.flags().contains(FrameFlags::ANON_EXCLUSIVE));
+                        pc.replace(va, Pte::Present { frame, flags })?;
+                        (frame, flags)
+                    }
+                };
+                // SAFETY: the parent's entry holds a reference and we hold its lock.
+                let reference = unsafe { Frame::get_ref(frame) };
+                let child_flags = match vma.sharing {
+                    Sharing::Shared => flags,
+                    Sharing::Private => {
+                        frame::meta(frame).clear_flags(FrameFlags::ANON_EXCLUSIVE);
+                        if flags.contains(PageTableFlags::WRITABLE) {
+                            pc.protect(va, flags - PageTableFlags::WRITABLE)?;
+                        }
+                        flags - PageTableFlags::WRITABLE
+                    }
+                };
+                cc.map(va, reference, child_flags)?;
+            }
+            Ok(())
+        })?;
+        Ok(child)
     }
 
     /// The entry for `va` (for tests and the page-state dump).
@@ -347,6 +504,7 @@ impl AddressSpace {
                             return Err(bad(va, "present entry: refcount >= mapcount >= 1 broken"));
                         }
                         if flags.contains(PageTableFlags::WRITABLE)
+                            && vma.sharing == Sharing::Private
                             && !m.flags().contains(FrameFlags::ANON_EXCLUSIVE)
                         {
                             return Err(bad(
@@ -408,7 +566,11 @@ impl Inner {
             }
             Pte::Present { frame, flags } => {
                 let writable = flags.contains(PageTableFlags::WRITABLE);
-                if access != Access::Write || writable {
+                if access != Access::Write || writable || vma.sharing == Sharing::Shared {
+                    if access == Access::Write && !writable {
+                        // Shared mapping made read-only by an old mprotect: re-flag.
+                        cursor.protect(page, vma.pte_flags(true))?;
+                    }
                     // The entry already allows it: a stale TLB entry.
                     crate::mm::tlb::flush_page(page);
                     return Ok(Fix::Spurious);

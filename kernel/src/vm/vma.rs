@@ -46,6 +46,18 @@ impl Vma {
         self.start <= va && va < self.end
     }
 
+    /// Whether the VMA's protection allows `access`. x86 pages are readable whenever
+    /// present, so READ is implied by WRITE or EXEC.
+    pub fn allows(&self, access: super::Access) -> bool {
+        let needed = match access {
+            super::Access::Read => Prot::READ,
+            super::Access::Write => Prot::WRITE,
+            super::Access::Execute => Prot::EXEC,
+        };
+        self.prot.contains(needed)
+            || (needed == Prot::READ && self.prot.intersects(Prot::WRITE | Prot::EXEC))
+    }
+
     /// Size in bytes.
     pub fn len(&self) -> u64 {
         self.end - self.start
@@ -96,6 +108,15 @@ impl VmaList {
     /// An empty list.
     pub const fn new() -> Self {
         VmaList { vmas: Vec::new() }
+    }
+
+    /// A copy, or `NoMemory` if the heap cannot hold it.
+    pub fn try_clone(&self) -> Result<VmaList, MmError> {
+        let mut vmas = Vec::new();
+        vmas.try_reserve(self.vmas.len())
+            .map_err(|_| MmError::NoMemory)?;
+        vmas.extend_from_slice(&self.vmas);
+        Ok(VmaList { vmas })
     }
 
     /// All VMAs in address order.

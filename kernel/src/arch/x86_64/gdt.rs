@@ -10,6 +10,7 @@
 //! The order kernel code, kernel data, user data, user code is what `syscall`/`sysret`
 //! require (STAR register layout).
 
+use core::cell::UnsafeCell;
 use spin::Lazy;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
 use x86_64::instructions::tables::load_tss;
@@ -31,7 +32,13 @@ const IST_STACK_SIZE: usize = 5 * 4096;
 /// (No alignment needed: on an interrupt the CPU aligns RSP to 16 bytes itself.)
 static mut IST_STACKS: [[u8; IST_STACK_SIZE]; 3] = [[0; IST_STACK_SIZE]; 3];
 
-static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
+/// The TSS. The CPU reads it on every interrupt from ring 3 (for `rsp0`); we write
+/// `rsp0` on every context switch ([`set_kernel_stack`]), so it lives in an UnsafeCell.
+struct TssCell(UnsafeCell<TaskStateSegment>);
+// SAFETY: one CPU; the only writer is set_kernel_stack, which runs with interrupts off.
+unsafe impl Sync for TssCell {}
+
+static TSS: Lazy<TssCell> = Lazy::new(|| {
     let mut tss = TaskStateSegment::new();
     for (slot, index) in [
         DOUBLE_FAULT_IST_INDEX,
@@ -46,8 +53,19 @@ static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
         // Stacks grow down: the IST entry is the stack's top.
         tss.interrupt_stack_table[index as usize] = base + IST_STACK_SIZE as u64;
     }
-    tss
+    TssCell(UnsafeCell::new(tss))
 });
+
+/// Set the stack the CPU switches to when an interrupt or exception arrives in ring 3
+/// (TSS `rsp0`). The scheduler calls this with the next process's kernel stack top.
+pub fn set_kernel_stack(top: VirtAddr) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        // SAFETY: one CPU, interrupts off: nothing else reads or writes the TSS from
+        // software now; the CPU reads rsp0 only on a ring-3 interrupt, which cannot
+        // happen while we run in ring 0 with interrupts off.
+        unsafe { (*TSS.0.get()).privilege_stack_table[0] = top };
+    });
+}
 
 /// The segment selectors, for code that builds interrupt frames or programs STAR.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +83,9 @@ static GDT: Lazy<(GlobalDescriptorTable, Selectors)> = Lazy::new(|| {
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
     let user_data = gdt.append(Descriptor::user_data_segment());
     let user_code = gdt.append(Descriptor::user_code_segment());
-    let tss = gdt.append(Descriptor::tss_segment(&TSS));
+    // SAFETY: the TSS is a static that lives forever and is only modified through
+    // set_kernel_stack (rsp0), which the CPU tolerates at any time in ring 0.
+    let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(TSS.0.get()) });
     (
         gdt,
         Selectors {

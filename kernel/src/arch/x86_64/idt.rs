@@ -129,13 +129,36 @@ impl fmt::Display for DecodedPageFault {
     }
 }
 
-/// Report an exception that the kernel cannot handle, and panic.
+/// Whether the exception interrupted ring-3 code.
+fn from_user(frame: &InterruptStackFrame) -> bool {
+    frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3
+}
+
+/// The signal Linux sends for an exception in user code.
+fn signal_for(vector: u8) -> i32 {
+    use crate::proc::{SIGBUS, SIGFPE, SIGILL, SIGSEGV};
+    match vector {
+        0 | 16 | 19 => SIGFPE,
+        6 => SIGILL,
+        17 => SIGBUS,
+        _ => SIGSEGV,
+    }
+}
+
+/// An exception: in user code it kills only that process (with the signal Linux would
+/// send, and a line saying why); in the kernel it is a bug: report and panic.
 fn fatal(
     vector: u8,
     name: &'static str,
     error_code: Option<u64>,
     frame: &InterruptStackFrame,
 ) -> ! {
+    if from_user(frame) {
+        crate::proc::kill_current_for_fault(
+            signal_for(vector),
+            format_args!("{name} at rip {:#x}", frame.instruction_pointer.as_u64()),
+        );
+    }
     let report = ExceptionReport {
         vector,
         name,
@@ -218,8 +241,31 @@ extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFault
         }
         _ => FaultOutcome::KernelBug(vm::KernelBug::KernelAddress),
     };
-    if let FaultOutcome::Fixed(_) = outcome {
-        return;
+    if who == Privilege::User {
+        // Returning to user mode: a pending SIGKILL takes effect now.
+        crate::proc::exit_if_killed();
+    }
+    let rip = frame.instruction_pointer.as_u64();
+    match outcome {
+        FaultOutcome::Fixed(_) => return,
+        FaultOutcome::BadAccess(reason) if who == Privilege::User => {
+            crate::proc::kill_current_for_fault(
+                crate::proc::SIGSEGV,
+                format_args!("{access:?} at address {addr:#x}, rip {rip:#x}: {reason}"),
+            )
+        }
+        FaultOutcome::OutOfMemory if who == Privilege::User => crate::proc::kill_current_for_fault(
+            crate::proc::SIGKILL,
+            format_args!("out of memory at address {addr:#x}, rip {rip:#x}"),
+        ),
+        FaultOutcome::KernelBug(_) if who == Privilege::User => {
+            // A user access to a kernel address (the upper half is never user-accessible).
+            crate::proc::kill_current_for_fault(
+                crate::proc::SIGSEGV,
+                format_args!("{access:?} at kernel address {addr:#x}, rip {rip:#x}"),
+            )
+        }
+        _ => {}
     }
     let report = ExceptionReport {
         vector: 14,

@@ -71,10 +71,19 @@ fn program_pit(hz: u64) {
     }
 }
 
-extern "x86-interrupt" fn timer_interrupt(_frame: InterruptStackFrame) {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+/// Count the tick, wake sleepers whose time has come, and preempt user code whose time
+/// slice is over (kernel code is never preempted; see `proc::sched`).
+extern "x86-interrupt" fn timer_interrupt(frame: InterruptStackFrame) {
+    let now = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     // SAFETY: we are in the handler of TIMER_VECTOR, which the PIC delivered.
     unsafe { PICS.lock().notify_end_of_interrupt(TIMER_VECTOR) };
+    let slice_over = crate::proc::sched::on_tick(now);
+    if frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3 {
+        if slice_over {
+            crate::proc::sched::yield_now();
+        }
+        crate::proc::exit_if_killed();
+    }
 }
 
 extern "x86-interrupt" fn spurious_primary(_frame: InterruptStackFrame) {

@@ -14,6 +14,9 @@ pub enum ExitCode {
     Success = 0x10,
     /// A test failed or the kernel panicked: QEMU exits with status 35.
     Failed = 0x11,
+    /// Init ended (or called reboot(POWER_OFF)): QEMU exits with status 37; the status
+    /// itself is on the serial line `[kernel] power off: init exited with status S`.
+    PowerOff = 0x12,
 }
 
 /// Leave QEMU with `code`. If the exit device is missing (not QEMU, or not configured),

@@ -1,0 +1,476 @@
+//! Processes: creation (the first one, and `fork`), `execve`, `exit`, `wait4`, `kill`.
+//!
+//! A process is one thread of execution with its own address space, kernel stack,
+//! file table and FS base. Processes form a tree (parent pid); when a parent exits, its
+//! children are re-parented to init (pid 1), which reaps them. Linux: `kernel/fork.c`,
+//! `kernel/exit.c`, `fs/exec.c`.
+
+pub mod elf;
+pub mod sched;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use spin::Mutex;
+use x86_64::instructions::interrupts;
+use x86_64::VirtAddr;
+
+use crate::arch::x86_64::context;
+use crate::arch::x86_64::fpu::FpuState;
+use crate::arch::x86_64::qemu::{self, ExitCode};
+use crate::arch::x86_64::syscall::TrapFrame;
+use crate::fs::FileTable;
+use crate::mm::frame;
+use crate::mm::kstack::{KernelStack, KstackError};
+use crate::serial_println;
+use crate::syscall::errno::Errno;
+use crate::vm::AddressSpace;
+
+/// Process id.
+pub type Pid = u32;
+
+/// Signals we deliver (Linux numbers). Only SIGKILL can be sent with `kill`; the others
+/// come from faults.
+pub const SIGILL: i32 = 4;
+pub const SIGFPE: i32 = 8;
+pub const SIGKILL: i32 = 9;
+pub const SIGBUS: i32 = 7;
+pub const SIGSEGV: i32 = 11;
+
+/// Most processes that may exist at once (zombies included). Bounded by kernel stacks.
+pub const MAX_PROCS: usize = crate::mm::kstack::MAX_STACKS;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`: the low 8 bits are kept.
+    Exited(i32),
+    /// Killed by a signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The status word `wait4` reports (Linux encoding: `code << 8`, or the signal).
+    pub fn wait_status(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => (code & 0xff) << 8,
+            ExitStatus::Signaled(sig) => sig & 0x7f,
+        }
+    }
+
+    /// As a shell reports it (128 + signal for a killed process).
+    pub fn shell_status(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code & 0xff,
+            ExitStatus::Signaled(sig) => 128 + sig,
+        }
+    }
+}
+
+/// Where a process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Runnable,
+    Running,
+    Sleeping,
+    Zombie(ExitStatus),
+}
+
+/// The program break (heap end) managed by `brk`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Brk {
+    /// Page-aligned end of the loaded image: the break never goes below.
+    pub start: u64,
+    /// The current break.
+    pub current: u64,
+}
+
+/// The mutable part of a process.
+pub struct ProcInner {
+    pub state: State,
+    pub ppid: Pid,
+    pub name: String,
+    /// `None` once the process has exited.
+    pub aspace: Option<Arc<AddressSpace>>,
+    pub files: FileTable,
+    pub fs_base: u64,
+    pub brk: Brk,
+}
+
+/// One process.
+pub struct Process {
+    pub pid: Pid,
+    pub kstack: KernelStack,
+    /// Kernel stack pointer saved while the process is not running.
+    saved_rsp: AtomicU64,
+    /// The user's x87/SSE registers while the process is off the CPU.
+    pub fpu: Mutex<FpuState>,
+    /// Set by `kill(SIGKILL)`; the process exits the next time it would return to user
+    /// mode or wakes from a sleep.
+    killed: AtomicBool,
+    inner: Mutex<ProcInner>,
+}
+
+impl Process {
+    /// Run `f` on the mutable part, with interrupts off.
+    pub fn with<R>(&self, f: impl FnOnce(&mut ProcInner) -> R) -> R {
+        interrupts::without_interrupts(|| f(&mut self.inner.lock()))
+    }
+
+    /// The address space (panics after exit: only the process itself calls this).
+    pub fn aspace(&self) -> Arc<AddressSpace> {
+        self.with(|i| i.aspace.clone())
+            .expect("Process::aspace: the process has exited")
+    }
+
+    /// Whether SIGKILL is pending.
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+}
+
+static TABLE: Mutex<BTreeMap<Pid, Arc<Process>>> = Mutex::new(BTreeMap::new());
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+/// Free frames just before init started (the baseline checked at power-off).
+static BOOT_FREE_FRAMES: AtomicUsize = AtomicUsize::new(0);
+/// Set when init has ended: (status + 1), 0 = not requested.
+static POWER_OFF: AtomicU32 = AtomicU32::new(0);
+
+fn table<R>(f: impl FnOnce(&mut BTreeMap<Pid, Arc<Process>>) -> R) -> R {
+    interrupts::without_interrupts(|| f(&mut TABLE.lock()))
+}
+
+/// The process with `pid`.
+pub fn lookup(pid: Pid) -> Option<Arc<Process>> {
+    table(|t| t.get(&pid).cloned())
+}
+
+/// One line per process, for `/proc/ps`: pid, ppid, state, name.
+pub fn list() -> Vec<(Pid, Pid, State, String)> {
+    table(|t| {
+        t.values()
+            .map(|p| p.with(|i| (p.pid, i.ppid, i.state, i.name.clone())))
+            .collect()
+    })
+}
+
+/// Register a new process and queue it.
+fn start(p: Arc<Process>) {
+    table(|t| t.insert(p.pid, p.clone()));
+    sched::enqueue(p);
+}
+
+fn kstack_error(e: KstackError) -> Errno {
+    match e {
+        KstackError::NoSlot => Errno::EAGAIN,
+        KstackError::NoMemory => Errno::ENOMEM,
+    }
+}
+
+/// Create pid 1 from the initramfs file `path` with `argv`, ready to run.
+pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
+    BOOT_FREE_FRAMES.store(frame::free_frames(), Ordering::Relaxed);
+    let data = crate::fs::initramfs::lookup(path).ok_or(Errno::ENOENT)?;
+    let env = ["HOME=/", "PATH=/bin", "TERM=vt100"];
+    let image = elf::load(data, argv, &env)?;
+    let kstack = KernelStack::new().map_err(kstack_error)?;
+    let frame = TrapFrame::new_user(image.entry, image.stack_pointer);
+    // SAFETY: the stack was just mapped and is used by nothing else.
+    let rsp = unsafe { context::prepare_new_stack(kstack.top(), &frame) };
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    start(Arc::new(Process {
+        pid,
+        kstack,
+        saved_rsp: AtomicU64::new(rsp),
+        fpu: Mutex::new(FpuState::default()),
+        killed: AtomicBool::new(false),
+        inner: Mutex::new(ProcInner {
+            state: State::Runnable,
+            ppid: 0,
+            name: basename(path).into(),
+            aspace: Some(image.aspace),
+            files: FileTable::with_console(),
+            fs_base: 0,
+            brk: image.brk,
+        }),
+    }));
+    Ok(())
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// `fork()`: a copy of the current process whose `fork` returns 0 (Linux
+/// `kernel_clone`). The child shares the parent's open files and gets a
+/// copy-on-write copy of its memory. Fails with EAGAIN when the process table is full
+/// and ENOMEM when memory runs out; nothing of the half-built child remains then.
+pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
+    let parent = sched::current();
+    if table(|t| t.len()) >= MAX_PROCS {
+        return Err(Errno::EAGAIN);
+    }
+    let kstack = KernelStack::new().map_err(kstack_error)?;
+    let aspace = parent.aspace().fork()?;
+    let mut child_frame = *frame;
+    child_frame.rax = 0;
+    // SAFETY: the stack was just mapped and is used by nothing else.
+    let rsp = unsafe { context::prepare_new_stack(kstack.top(), &child_frame) };
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    // The parent's FPU registers are live on the CPU: the child starts with a copy.
+    let mut fpu = FpuState::default();
+    fpu.save();
+    let (name, files, fs_base, brk) = parent.with(|i| {
+        (
+            i.name.clone(),
+            i.files.clone(),
+            x86_64::registers::model_specific::FsBase::read().as_u64(),
+            i.brk,
+        )
+    });
+    start(Arc::new(Process {
+        pid,
+        kstack,
+        saved_rsp: AtomicU64::new(rsp),
+        fpu: Mutex::new(fpu),
+        killed: AtomicBool::new(false),
+        inner: Mutex::new(ProcInner {
+            state: State::Runnable,
+            ppid: parent.pid,
+            name,
+            aspace: Some(aspace),
+            files,
+            fs_base,
+            brk,
+        }),
+    }));
+    Ok(pid)
+}
+
+/// `execve`: replace the current program with the initramfs file `path`. On failure
+/// the caller is untouched and gets the error; on success `frame` starts the new
+/// program (Linux `do_execveat_common`).
+pub fn exec(frame: &mut TrapFrame, path: &str, argv: &[&str], envp: &[&str]) -> Result<(), Errno> {
+    let data = crate::fs::initramfs::lookup(path).ok_or(Errno::ENOENT)?;
+    let image = elf::load(data, argv, envp)?;
+    let p = sched::current();
+    let new = image.aspace.clone();
+    let old = p.with(|i| {
+        i.name = basename(path).into();
+        i.brk = image.brk;
+        i.fs_base = 0;
+        i.aspace.replace(image.aspace)
+    });
+    crate::vm::switch_to(Some(new));
+    x86_64::registers::model_specific::FsBase::write(VirtAddr::new(0));
+    FpuState::default().restore();
+    drop(old);
+    *frame = TrapFrame::new_user(image.entry, image.stack_pointer);
+    Ok(())
+}
+
+/// End the current process with `status` (Linux `do_exit`): free its memory and files,
+/// hand its children to init, become a zombie for the parent's `wait4`, and switch away
+/// for good. When init ends, the machine powers off.
+pub fn exit_current(status: ExitStatus) -> ! {
+    interrupts::disable();
+    let p = sched::current();
+    // Leave the address space before it is freed.
+    crate::vm::switch_to(None);
+    let (aspace, mut files, ppid) = p.with(|i| {
+        let aspace = i.aspace.take();
+        let files = core::mem::take(&mut i.files);
+        i.state = State::Zombie(status);
+        (aspace, files, i.ppid)
+    });
+    drop(aspace);
+    files.close_all();
+    if p.pid == 1 {
+        POWER_OFF.store(status.shell_status() as u32 + 1, Ordering::Release);
+        sched::leave_forever(p);
+    }
+    // Orphans go to init; if one is already a zombie, init must hear about it.
+    let init = lookup(1);
+    let mut wake_init = false;
+    table(|t| {
+        for child in t.values() {
+            child.with(|c| {
+                if c.ppid == p.pid {
+                    c.ppid = 1;
+                    wake_init |= matches!(c.state, State::Zombie(_));
+                }
+            });
+        }
+    });
+    if let Some(parent) = lookup(ppid) {
+        sched::wake(&parent);
+    }
+    if let (true, Some(init)) = (wake_init, init) {
+        sched::wake(&init);
+    }
+    sched::leave_forever(p)
+}
+
+/// If the current process was killed, exit now. Called on every way back to user mode.
+pub fn exit_if_killed() {
+    if let Some(p) = sched::try_current() {
+        if p.is_killed() {
+            drop(p);
+            exit_current(ExitStatus::Signaled(SIGKILL));
+        }
+    }
+}
+
+/// Kill the current process because of a fault in user mode: print one line saying
+/// why, then exit with `signal`.
+pub fn kill_current_for_fault(signal: i32, why: core::fmt::Arguments) -> ! {
+    let p = sched::current();
+    let name = p.with(|i| i.name.clone());
+    serial_println!(
+        "[kernel] pid {} ({}) killed by {}: {}",
+        p.pid,
+        name,
+        signal_name(signal),
+        why
+    );
+    drop(p);
+    exit_current(ExitStatus::Signaled(signal))
+}
+
+/// "SIGSEGV" for 11, and so on.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGILL => "SIGILL",
+        SIGFPE => "SIGFPE",
+        SIGKILL => "SIGKILL",
+        SIGBUS => "SIGBUS",
+        SIGSEGV => "SIGSEGV",
+        _ => "signal",
+    }
+}
+
+/// Which children `wait4` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    Any,
+    Pid(Pid),
+}
+
+/// Whether `wait4` may block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitMode {
+    Block,
+    NoHang,
+}
+
+/// `wait4`: reap a zombie child and return (pid, status); (0, _) with `NoHang` if
+/// children exist but none has ended; ECHILD if there are none (Linux `do_wait`).
+pub fn wait(which: WaitFor, mode: WaitMode) -> Result<(Pid, ExitStatus), Errno> {
+    let me = sched::current();
+    loop {
+        let found = interrupts::without_interrupts(|| {
+            let result = table(|t| {
+                let mut any = false;
+                let mut zombie = None;
+                for child in t.values() {
+                    let (ppid, state) = child.with(|c| (c.ppid, c.state));
+                    let wanted = ppid == me.pid
+                        && match which {
+                            WaitFor::Any => true,
+                            WaitFor::Pid(pid) => child.pid == pid,
+                        };
+                    if wanted {
+                        any = true;
+                        if let State::Zombie(status) = state {
+                            zombie = Some((child.pid, status));
+                            break;
+                        }
+                    }
+                }
+                if let Some((pid, _)) = zombie {
+                    t.remove(&pid);
+                }
+                (any, zombie)
+            });
+            match result {
+                (_, Some(z)) => Some(Ok(z)),
+                (false, None) => Some(Err(Errno::ECHILD)),
+                (true, None) if mode == WaitMode::NoHang => Some(Ok((0, ExitStatus::Exited(0)))),
+                (true, None) => {
+                    sched::block_current();
+                    None
+                }
+            }
+        });
+        exit_if_killed();
+        if let Some(r) = found {
+            return r;
+        }
+    }
+}
+
+/// `kill(pid, sig)`: only SIGKILL and 0 (existence check) are supported.
+pub fn kill(pid: Pid, signal: i32) -> Result<(), Errno> {
+    let target = lookup(pid).ok_or(Errno::ESRCH)?;
+    if target.with(|i| matches!(i.state, State::Zombie(_))) {
+        return Ok(());
+    }
+    match signal {
+        0 => Ok(()),
+        SIGKILL => {
+            target.killed.store(true, Ordering::Release);
+            sched::wake(&target);
+            drop(target);
+            // Killing ourselves takes effect at once.
+            exit_if_killed();
+            Ok(())
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// Whether init has ended and the machine should power off.
+pub fn power_off_requested() -> bool {
+    POWER_OFF.load(Ordering::Acquire) != 0
+}
+
+/// Tear down every process, check that every frame came back, print the status line
+/// the runner reads, and leave QEMU. Runs on the scheduler's stack.
+pub fn power_off_now() -> ! {
+    let status = POWER_OFF.load(Ordering::Acquire).saturating_sub(1);
+    interrupts::disable();
+    crate::vm::switch_to(None);
+    sched::clear_all();
+    let all: Vec<Arc<Process>> = table(|t| core::mem::take(t).into_values().collect());
+    for p in &all {
+        let (aspace, files) = p.with(|i| (i.aspace.take(), core::mem::take(&mut i.files)));
+        drop(aspace);
+        drop(files);
+    }
+    drop(all);
+    let before = BOOT_FREE_FRAMES.load(Ordering::Relaxed);
+    let after = frame::free_frames();
+    if before == after {
+        serial_println!(
+            "[kernel] all processes gone; {after} free frames, as before init: no leak"
+        );
+    } else {
+        serial_println!(
+            "[kernel] LEAK: {before} free frames before init, {after} after every process is gone"
+        );
+    }
+    serial_println!("[kernel] power off: init exited with status {status}");
+    qemu::exit(ExitCode::PowerOff)
+}
+
+/// Request a power-off with `status` (reboot syscall): like init exiting.
+pub fn request_power_off(status: i32) -> ! {
+    POWER_OFF.store(status as u32 + 1, Ordering::Release);
+    let p = sched::current();
+    // Everyone goes down together: the scheduler loop tears every process down.
+    crate::vm::switch_to(None);
+    p.with(|i| i.state = State::Zombie(ExitStatus::Exited(status)));
+    sched::leave_forever(p)
+}

@@ -1,0 +1,210 @@
+//! The scheduler: round-robin over runnable processes, preemptive for user code.
+//!
+//! Like xv6, the scheduler is a loop on the boot stack ([`run`]): it takes the next
+//! runnable process, switches the CPU to its kernel stack, address space and FS base,
+//! and `switch_context`s into it. A process comes back to the loop when it yields (the
+//! timer interrupt preempts user code every [`TIME_SLICE_TICKS`]), sleeps (wait4,
+//! nanosleep, console input), or exits. Kernel code is not preempted: it runs until it
+//! blocks or returns to user mode, which keeps locking simple on one CPU.
+//!
+//! Every lock here is taken with interrupts off, because the timer interrupt takes the
+//! same locks to wake sleepers.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Mutex;
+use x86_64::instructions::interrupts;
+use x86_64::registers::model_specific::FsBase;
+use x86_64::VirtAddr;
+
+use super::{Process, State};
+use crate::arch::x86_64::{context, syscall};
+
+/// Timer ticks a process may run in user mode before it is preempted (10 ms).
+pub const TIME_SLICE_TICKS: u64 = 10;
+
+static RUN_QUEUE: Mutex<VecDeque<Arc<Process>>> = Mutex::new(VecDeque::new());
+static CURRENT: Mutex<Option<Arc<Process>>> = Mutex::new(None);
+/// Processes sleeping until a tick: (deadline, process).
+static SLEEPERS: Mutex<Vec<(u64, Arc<Process>)>> = Mutex::new(Vec::new());
+/// The scheduler loop's saved stack pointer while a process runs.
+static SCHEDULER_RSP: AtomicU64 = AtomicU64::new(0);
+/// Tick at which the running process started its slice.
+static SLICE_START: AtomicU64 = AtomicU64::new(0);
+
+/// Run `f` on `m`'s contents with interrupts off.
+fn locked<T, R>(m: &Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
+    interrupts::without_interrupts(|| f(&mut m.lock()))
+}
+
+/// The running process. Panics outside process context (a kernel bug).
+pub fn current() -> Arc<Process> {
+    try_current().expect("sched::current: no process is running")
+}
+
+/// The running process, if any.
+pub fn try_current() -> Option<Arc<Process>> {
+    locked(&CURRENT, |c| c.clone())
+}
+
+/// Put `p` at the back of the run queue (it must be Runnable).
+pub fn enqueue(p: Arc<Process>) {
+    locked(&RUN_QUEUE, |q| q.push_back(p));
+}
+
+/// Wake `p` if it sleeps: make it Runnable and queue it.
+pub fn wake(p: &Arc<Process>) {
+    interrupts::without_interrupts(|| {
+        let woke = p.with(|inner| {
+            if inner.state == State::Sleeping {
+                inner.state = State::Runnable;
+                true
+            } else {
+                false
+            }
+        });
+        if woke {
+            enqueue(p.clone());
+        }
+    });
+}
+
+/// The scheduler loop. Never returns.
+pub fn run() -> ! {
+    loop {
+        interrupts::disable();
+        let next = locked(&RUN_QUEUE, |q| q.pop_front());
+        let Some(p) = next else {
+            if super::power_off_requested() {
+                super::power_off_now();
+            }
+            // Nothing to run: sleep until the next interrupt (which may wake someone).
+            interrupts::enable_and_hlt();
+            continue;
+        };
+        let (aspace, fs_base) = p.with(|inner| {
+            inner.state = State::Running;
+            (inner.aspace.clone(), inner.fs_base)
+        });
+        syscall::set_kernel_stack(p.kstack.top());
+        crate::vm::switch_to(aspace);
+        FsBase::write(VirtAddr::new(fs_base));
+        p.fpu.lock().restore();
+        SLICE_START.store(crate::arch::x86_64::interrupts::ticks(), Ordering::Relaxed);
+        let load = p.saved_rsp.load(Ordering::Relaxed);
+        locked(&CURRENT, |c| *c = Some(p));
+        // SAFETY: interrupts are off; `load` was saved by switch_context or made by
+        // prepare_new_stack on the process's kernel stack, which CURRENT keeps alive.
+        unsafe { context::switch_context(SCHEDULER_RSP.as_ptr(), load) };
+        // The process gave the CPU back (yield, sleep or exit).
+        let prev = locked(&CURRENT, |c| c.take());
+        drop(prev);
+        if super::power_off_requested() {
+            super::power_off_now();
+        }
+    }
+}
+
+/// Give the CPU back to the scheduler loop. Interrupts must be off. The caller has set
+/// the process state (Runnable and queued, Sleeping, or Zombie).
+fn switch_to_scheduler(p: &Process) {
+    p.with(|inner| inner.fs_base = FsBase::read().as_u64());
+    p.fpu.lock().save();
+    let save = p.saved_rsp.as_ptr();
+    // SAFETY: interrupts are off; SCHEDULER_RSP was saved by the loop in `run`, whose
+    // stack (the boot stack) is always mapped; `save` lives in the process, which
+    // CURRENT keeps alive until the loop takes it back.
+    unsafe { context::switch_context(save, SCHEDULER_RSP.load(Ordering::Relaxed)) };
+}
+
+/// Let another process run; this one stays runnable.
+pub fn yield_now() {
+    let was_enabled = interrupts::are_enabled();
+    interrupts::disable();
+    let p = current();
+    let requeue = p.with(|inner| {
+        if inner.state == State::Running {
+            inner.state = State::Runnable;
+            true
+        } else {
+            false
+        }
+    });
+    if requeue {
+        enqueue(p.clone());
+    }
+    switch_to_scheduler(&p);
+    drop(p);
+    if was_enabled {
+        interrupts::enable();
+    }
+}
+
+/// Block the current process until someone calls [`wake`] on it. Interrupts must be
+/// off, and the caller must have checked its wake-up condition with interrupts off, so
+/// no wake-up can be lost in between.
+pub fn block_current() {
+    debug_assert!(!interrupts::are_enabled());
+    let p = current();
+    p.with(|inner| inner.state = State::Sleeping);
+    switch_to_scheduler(&p);
+}
+
+/// Sleep for at least `ticks` timer ticks (woken early by [`wake`], e.g. on kill).
+pub fn sleep_ticks(ticks: u64) {
+    let deadline = crate::arch::x86_64::interrupts::ticks() + ticks.max(1);
+    interrupts::without_interrupts(|| {
+        let p = current();
+        locked(&SLEEPERS, |s| s.push((deadline, p.clone())));
+        block_current();
+        // Woken early? Leave the sleepers list anyway.
+        locked(&SLEEPERS, |s| s.retain(|(_, q)| !Arc::ptr_eq(q, &p)));
+    });
+}
+
+/// Called by the timer interrupt on every tick: wake sleepers whose deadline passed;
+/// returns whether the running process has used up its slice.
+pub fn on_tick(now: u64) -> bool {
+    let due: Vec<Arc<Process>> = locked(&SLEEPERS, |s| {
+        let mut due = Vec::new();
+        s.retain(|(deadline, p)| {
+            if *deadline <= now {
+                due.push(p.clone());
+                false
+            } else {
+                true
+            }
+        });
+        due
+    });
+    for p in &due {
+        wake(p);
+    }
+    now.saturating_sub(SLICE_START.load(Ordering::Relaxed)) >= TIME_SLICE_TICKS
+}
+
+/// Forget every process (power-off teardown).
+pub(super) fn clear_all() {
+    locked(&RUN_QUEUE, |q| q.clear());
+    locked(&SLEEPERS, |s| s.clear());
+    locked(&CURRENT, |c| *c = None);
+}
+
+/// Number of runnable processes waiting (for `ps`).
+pub fn queued() -> usize {
+    locked(&RUN_QUEUE, |q| q.len())
+}
+
+/// Switch away for good: used by exit after the process became a zombie.
+pub(super) fn leave_forever(p: Arc<Process>) -> ! {
+    interrupts::disable();
+    // Drop our reference first: CURRENT still holds one until the loop takes it.
+    let raw: *const Process = Arc::as_ptr(&p);
+    drop(p);
+    // SAFETY: CURRENT holds a reference, so the process is alive until the scheduler
+    // loop (running after this switch) takes it out of CURRENT.
+    switch_to_scheduler(unsafe { &*raw });
+    unreachable!("sched::leave_forever: a zombie was scheduled again");
+}

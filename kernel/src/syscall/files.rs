@@ -1,0 +1,193 @@
+//! File syscalls: open, close, read, write, writev, ioctl.
+#![deny(unsafe_code)]
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use super::errno::Errno;
+use super::{uaccess, Args, SysResult};
+use crate::fs::{File, FileKind};
+use crate::proc::sched;
+
+/// `open` flags (Linux values).
+const O_ACCMODE: u64 = 3;
+const O_RDONLY: u64 = 0;
+const O_WRONLY: u64 = 1;
+const O_RDWR: u64 = 2;
+const O_CREAT: u64 = 0o100;
+
+/// Longest path we accept (Linux PATH_MAX).
+const PATH_MAX: usize = 4096;
+/// Bytes moved per step between user memory and a device.
+const CHUNK: usize = 512;
+
+fn file(fd: u64) -> Result<Arc<File>, Errno> {
+    sched::current().with(|p| p.files.get(fd as i64))
+}
+
+/// open(path, flags, mode)
+pub fn open(args: Args) -> SysResult {
+    let path = uaccess::read_cstr(args.a0, PATH_MAX)?;
+    let flags = args.a1;
+    let (readable, writable) = match flags & O_ACCMODE {
+        O_RDONLY => (true, false),
+        O_WRONLY => (false, true),
+        O_RDWR => (true, true),
+        _ => return Err(Errno::EINVAL),
+    };
+    let kind = match path.as_str() {
+        "/dev/console" => FileKind::Console,
+        "/proc/ps" => FileKind::Snapshot(ps_text()),
+        _ => match crate::fs::initramfs::lookup(&path) {
+            Some(_) if writable => return Err(Errno::EROFS),
+            Some(data) => FileKind::Initramfs { data },
+            None if flags & O_CREAT != 0 => return Err(Errno::EROFS),
+            None => return Err(Errno::ENOENT),
+        },
+    };
+    let f = File::new(kind, readable, writable);
+    let fd = sched::current().with(|p| p.files.insert(f))?;
+    Ok(fd as u64)
+}
+
+/// The text of /proc/ps: one line per process.
+fn ps_text() -> Vec<u8> {
+    let mut s = String::from("  PID  PPID STATE     NAME\n");
+    for (pid, ppid, state, name) in crate::proc::list() {
+        let state = match state {
+            crate::proc::State::Runnable => "runnable",
+            crate::proc::State::Running => "running",
+            crate::proc::State::Sleeping => "sleeping",
+            crate::proc::State::Zombie(_) => "zombie",
+        };
+        let _ = writeln!(s, "{pid:>5} {ppid:>5} {state:<9} {name}");
+    }
+    let free = crate::mm::frame::free_frames();
+    let _ = writeln!(s, "free memory: {} KiB ({free} frames)", free * 4);
+    s.into_bytes()
+}
+
+/// close(fd)
+pub fn close(args: Args) -> SysResult {
+    sched::current().with(|p| p.files.close(args.a0 as i64))?;
+    Ok(0)
+}
+
+/// read(fd, buf, count)
+pub fn read(args: Args) -> SysResult {
+    let f = file(args.a0)?;
+    if !f.readable {
+        return Err(Errno::EBADF);
+    }
+    let (buf, count) = (args.a1, args.a2 as usize);
+    if count == 0 {
+        return Ok(0);
+    }
+    match &f.kind {
+        FileKind::Console => read_console(buf, count),
+        FileKind::Initramfs { .. } | FileKind::Snapshot(_) => {
+            let mut done = 0;
+            while done < count {
+                let mut chunk = [0u8; CHUNK];
+                let want = (count - done).min(CHUNK);
+                let n = f.read_at_offset(&mut chunk[..want])?;
+                if n == 0 {
+                    break;
+                }
+                uaccess::write_bytes(buf + done as u64, &chunk[..n])?;
+                done += n;
+            }
+            Ok(done as u64)
+        }
+    }
+}
+
+/// Block until the console has input, then return what is there (at least one byte).
+/// The console is raw: no echo, no line editing (the shell does both).
+fn read_console(buf: u64, count: usize) -> SysResult {
+    // Check that the buffer is writable before waiting for a key.
+    uaccess::write_bytes(buf, &[0])?;
+    loop {
+        let mut got = Vec::new();
+        while got.len() < count.min(CHUNK) {
+            match crate::drivers::serial::try_read_byte() {
+                Some(b) => got.push(b),
+                None => break,
+            }
+        }
+        if !got.is_empty() {
+            uaccess::write_bytes(buf, &got)?;
+            return Ok(got.len() as u64);
+        }
+        sched::sleep_ticks(10);
+        crate::proc::exit_if_killed();
+    }
+}
+
+/// write(fd, buf, count)
+pub fn write(args: Args) -> SysResult {
+    let f = file(args.a0)?;
+    write_to(&f, args.a1, args.a2 as usize)
+}
+
+fn write_to(f: &File, buf: u64, count: usize) -> SysResult {
+    if !f.writable {
+        return Err(Errno::EBADF);
+    }
+    match &f.kind {
+        FileKind::Console => {
+            let mut done = 0;
+            while done < count {
+                let mut chunk = [0u8; CHUNK];
+                let n = (count - done).min(CHUNK);
+                uaccess::read_bytes(buf + done as u64, &mut chunk[..n])?;
+                crate::drivers::serial::write_bytes(&chunk[..n]);
+                done += n;
+            }
+            Ok(done as u64)
+        }
+        FileKind::Initramfs { .. } | FileKind::Snapshot(_) => Err(Errno::EBADF),
+    }
+}
+
+/// writev(fd, iov, iovcnt)
+pub fn writev(args: Args) -> SysResult {
+    const IOV_MAX: u64 = 1024;
+    let f = file(args.a0)?;
+    let (iov, count) = (args.a1, args.a2);
+    if count > IOV_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let mut total = 0u64;
+    for i in 0..count {
+        let base = uaccess::read_u64(iov + i * 16)?;
+        let len = uaccess::read_u64(iov + i * 16 + 8)?;
+        if len == 0 {
+            continue;
+        }
+        total += write_to(&f, base, len as usize)?;
+    }
+    Ok(total)
+}
+
+/// ioctl(fd, request, arg): the console answers TIOCGWINSZ (so C programs see a
+/// terminal and line-buffer stdout); everything else is ENOTTY.
+pub fn ioctl(args: Args) -> SysResult {
+    const TIOCGWINSZ: u64 = 0x5413;
+    let f = file(args.a0)?;
+    match (&f.kind, args.a1) {
+        (FileKind::Console, TIOCGWINSZ) => {
+            // struct winsize { rows, cols, xpixel, ypixel: u16 }
+            let ws: [u16; 4] = [24, 80, 0, 0];
+            let mut raw = [0u8; 8];
+            for (i, v) in ws.iter().enumerate() {
+                raw[i * 2..i * 2 + 2].copy_from_slice(&v.to_le_bytes());
+            }
+            uaccess::write_bytes(args.a2, &raw)?;
+            Ok(0)
+        }
+        _ => Err(Errno::ENOTTY),
+    }
+}

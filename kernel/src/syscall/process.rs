@@ -1,0 +1,204 @@
+//! Process syscalls: fork, execve, exit, wait4, kill, getpid/getppid, sched_yield,
+//! nanosleep, clock_gettime, arch_prctl, uname, sysinfo, reboot.
+#![deny(unsafe_code)]
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use spin::Once;
+use x86_64::registers::model_specific::FsBase;
+use x86_64::VirtAddr;
+
+use super::errno::Errno;
+use super::{uaccess, Args, SysResult};
+use crate::arch::x86_64::syscall::TrapFrame;
+use crate::arch::x86_64::{interrupts, tsc};
+use crate::proc::{self, sched, ExitStatus, WaitFor, WaitMode};
+
+pub fn getpid() -> SysResult {
+    Ok(sched::current().pid as u64)
+}
+
+pub fn getppid() -> SysResult {
+    Ok(sched::current().with(|p| p.ppid) as u64)
+}
+
+pub fn sched_yield() -> SysResult {
+    sched::yield_now();
+    Ok(0)
+}
+
+/// fork(): the child returns 0 from the same syscall (see `proc::fork`).
+pub fn fork(frame: &TrapFrame) -> SysResult {
+    Ok(proc::fork(frame)? as u64)
+}
+
+/// execve(path, argv, envp)
+pub fn execve(frame: &mut TrapFrame, args: Args) -> SysResult {
+    let path = uaccess::read_cstr(args.a0, 4096)?;
+    let argv = uaccess::read_cstr_array(args.a1, proc::elf::MAX_ARG_BYTES)?;
+    let envp = uaccess::read_cstr_array(args.a2, proc::elf::MAX_ARG_BYTES)?;
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let envp: Vec<&str> = envp.iter().map(String::as_str).collect();
+    proc::exec(frame, &path, &argv, &envp)?;
+    Ok(0)
+}
+
+/// exit(code) / exit_group(code)
+pub fn exit(args: Args) -> SysResult {
+    proc::exit_current(ExitStatus::Exited(args.a0 as i32 & 0xff))
+}
+
+/// wait4(pid, status, options, rusage): pid -1 (any child) or > 0; WNOHANG.
+pub fn wait4(args: Args) -> SysResult {
+    const WNOHANG: u64 = 1;
+    let pid = args.a0 as i64;
+    let which = match pid {
+        -1 => WaitFor::Any,
+        p if p > 0 => WaitFor::Pid(p as u32),
+        _ => return Err(Errno::EINVAL), // process groups are not supported
+    };
+    if args.a2 & !WNOHANG != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mode = if args.a2 & WNOHANG != 0 {
+        WaitMode::NoHang
+    } else {
+        WaitMode::Block
+    };
+    let (child, status) = proc::wait(which, mode)?;
+    if child != 0 && args.a1 != 0 {
+        // As Linux: the child is reaped even if the status cannot be stored.
+        uaccess::write_i32(args.a1, status.wait_status())?;
+    }
+    Ok(child as u64)
+}
+
+/// kill(pid, sig): SIGKILL or 0 only.
+pub fn kill(args: Args) -> SysResult {
+    let pid = u32::try_from(args.a0 as i64).map_err(|_| Errno::EINVAL)?;
+    if pid == 0 {
+        return Err(Errno::EINVAL); // process groups are not supported
+    }
+    proc::kill(pid, args.a1 as i32)?;
+    Ok(0)
+}
+
+/// nanosleep(req, rem): sleeps at least the requested time, in timer ticks (1 ms).
+pub fn nanosleep(args: Args) -> SysResult {
+    let secs = uaccess::read_u64(args.a0)?;
+    let nanos = uaccess::read_u64(args.a0 + 8)?;
+    if nanos >= 1_000_000_000 || (secs as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let ns = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+    let ticks = ns.div_ceil(1_000_000_000 / interrupts::TIMER_HZ);
+    if ticks > 0 {
+        sched::sleep_ticks(ticks);
+    }
+    Ok(0)
+}
+
+/// Nanoseconds since boot per the TSC.
+fn monotonic_ns() -> u64 {
+    tsc::uptime_ns()
+}
+
+/// (unix time in ns at boot) - read from the RTC once.
+static REALTIME_OFFSET: Once<u64> = Once::new();
+
+/// clock_gettime(clock, tp): REALTIME and the MONOTONIC family.
+pub fn clock_gettime(args: Args) -> SysResult {
+    const REALTIME: u64 = 0;
+    const MONOTONIC: u64 = 1;
+    const MONOTONIC_RAW: u64 = 4;
+    const REALTIME_COARSE: u64 = 5;
+    const MONOTONIC_COARSE: u64 = 6;
+    const BOOTTIME: u64 = 7;
+    let now = monotonic_ns();
+    let ns = match args.a0 {
+        MONOTONIC | MONOTONIC_RAW | MONOTONIC_COARSE | BOOTTIME => now,
+        REALTIME | REALTIME_COARSE => {
+            let offset = *REALTIME_OFFSET.call_once(|| {
+                (crate::arch::x86_64::rtc::unix_time() * 1_000_000_000).saturating_sub(now)
+            });
+            offset + now
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    uaccess::write_u64s(args.a1, &[ns / 1_000_000_000, ns % 1_000_000_000])?;
+    Ok(0)
+}
+
+/// arch_prctl(code, addr): ARCH_SET_FS / ARCH_GET_FS (thread-local storage base).
+pub fn arch_prctl(args: Args) -> SysResult {
+    const ARCH_SET_FS: u64 = 0x1002;
+    const ARCH_GET_FS: u64 = 0x1003;
+    match args.a0 {
+        ARCH_SET_FS => {
+            let base = VirtAddr::try_new(args.a1).map_err(|_| Errno::EPERM)?;
+            FsBase::write(base);
+            sched::current().with(|p| p.fs_base = base.as_u64());
+            Ok(0)
+        }
+        ARCH_GET_FS => {
+            uaccess::write_u64s(args.a1, &[FsBase::read().as_u64()])?;
+            Ok(0)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// uname(buf): sysname "memkernel", so programs can tell they run on us.
+pub fn uname(args: Args) -> SysResult {
+    const FIELD: usize = 65;
+    let fields = [
+        "memkernel",
+        "memkernel",
+        env!("CARGO_PKG_VERSION"),
+        "#1",
+        "x86_64",
+        "(none)",
+    ];
+    let mut raw = [0u8; FIELD * 6];
+    for (i, f) in fields.iter().enumerate() {
+        raw[i * FIELD..i * FIELD + f.len()].copy_from_slice(f.as_bytes());
+    }
+    uaccess::write_bytes(args.a0, &raw)?;
+    Ok(0)
+}
+
+/// sysinfo(info): uptime, total and free RAM (what tests use as a leak baseline),
+/// process count.
+pub fn sysinfo(args: Args) -> SysResult {
+    // struct sysinfo on x86-64: 112 bytes.
+    let mut raw = [0u8; 112];
+    let put = |raw: &mut [u8], off: usize, bytes: &[u8]| {
+        raw[off..off + bytes.len()].copy_from_slice(bytes)
+    };
+    let uptime = monotonic_ns() / 1_000_000_000;
+    let total = crate::mm::frame::total_frames() as u64 * 4096;
+    let free = crate::mm::frame::free_frames() as u64 * 4096;
+    let procs = proc::list().len() as u16;
+    put(&mut raw, 0, &uptime.to_le_bytes()); // uptime
+    put(&mut raw, 32, &total.to_le_bytes()); // totalram
+    put(&mut raw, 40, &free.to_le_bytes()); // freeram
+    put(&mut raw, 80, &procs.to_le_bytes()); // procs
+    put(&mut raw, 104, &1u32.to_le_bytes()); // mem_unit
+    uaccess::write_bytes(args.a0, &raw)?;
+    Ok(0)
+}
+
+/// reboot(magic1, magic2, cmd, arg): LINUX_REBOOT_CMD_POWER_OFF powers off with status
+/// 0 (the runner exits 0); other commands are EINVAL.
+pub fn reboot(args: Args) -> SysResult {
+    const MAGIC1: u64 = 0xfee1_dead;
+    const MAGIC2: [u64; 4] = [672_274_793, 85_072_278, 369_367_448, 537_993_216];
+    const CMD_POWER_OFF: u64 = 0x4321_fedc;
+    if args.a0 != MAGIC1 || !MAGIC2.contains(&args.a1) {
+        return Err(Errno::EINVAL);
+    }
+    match args.a2 {
+        CMD_POWER_OFF => proc::request_power_off(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
