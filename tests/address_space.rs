@@ -311,3 +311,123 @@ fn create_fill_drop_many() {
     }
     assert_eq!(free_frames(), base);
 }
+
+/// fork of an address space: private pages become read-only and shared (refcount and
+/// mapcount 2, anon-exclusive cleared), each side's first write copies, and the last
+/// user of a frame just gets write access back (reuse).
+#[test_case]
+fn fork_is_copy_on_write() {
+    use kernel::mm::frame;
+    use x86_64::structures::paging::PageTableFlags as F;
+    let base = free_frames();
+    {
+        let parent = AddressSpace::new().unwrap();
+        let start = parent
+            .map_anonymous(Placement::Anywhere, 4 * PAGE, RW, Sharing::Private)
+            .unwrap();
+        for i in 0..4u64 {
+            parent
+                .copy_to_user(start + i * PAGE, &[i as u8 + 1; 8])
+                .unwrap();
+        }
+        let child = parent.fork().unwrap();
+        let (
+            Pte::Present {
+                frame: pf,
+                flags: pfl,
+            },
+            Pte::Present {
+                frame: cf,
+                flags: cfl,
+            },
+        ) = (parent.query(start), child.query(start))
+        else {
+            panic!("both must be present after fork")
+        };
+        assert_eq!(pf, cf, "the frame is shared, not copied");
+        assert!(
+            !pfl.contains(F::WRITABLE) && !cfl.contains(F::WRITABLE),
+            "both read-only"
+        );
+        let m = frame::meta(pf);
+        assert_eq!((m.refcount(), m.mapcount()), (2, 2));
+        assert!(!m.flags().contains(frame::FrameFlags::ANON_EXCLUSIVE));
+        check(&parent);
+        check(&child);
+
+        // The child writes: it gets a copy; the parent keeps the old contents.
+        assert_eq!(
+            child.handle_fault(start, Access::Write, Privilege::User),
+            FaultOutcome::Fixed(Fix::CowCopy)
+        );
+        child.copy_to_user(start, &[0xee; 8]).unwrap();
+        let mut buf = [0u8; 8];
+        parent.copy_from_user(start, &mut buf).unwrap();
+        assert_eq!(buf, [1; 8], "the parent must not see the child's write");
+        child.copy_from_user(start, &mut buf).unwrap();
+        assert_eq!(buf, [0xee; 8]);
+        assert_eq!(
+            (m.refcount(), m.mapcount()),
+            (1, 1),
+            "the old frame lost the child's mapping"
+        );
+
+        // The parent is now the frame's only user: a write reuses it (no copy).
+        assert_eq!(
+            parent.handle_fault(start, Access::Write, Privilege::User),
+            FaultOutcome::Fixed(Fix::CowReuse)
+        );
+        assert_eq!(
+            parent.query(start).frame(),
+            Some(pf),
+            "reuse keeps the frame"
+        );
+
+        // The parent writes page 1 through copy_to_user (kernel access breaks COW too).
+        parent.copy_to_user(start + PAGE, &[0x55; 8]).unwrap();
+        child.copy_from_user(start + PAGE, &mut buf).unwrap();
+        assert_eq!(buf, [2; 8], "the child must not see the parent's write");
+        check(&parent);
+        check(&child);
+        drop(child);
+        // Pages 2 and 3 are now the parent's alone again: mapcount back to 1.
+        let Pte::Present { frame: f2, .. } = parent.query(start + 2 * PAGE) else {
+            panic!()
+        };
+        assert_eq!(frame::meta(f2).mapcount(), 1);
+    }
+    assert_eq!(free_frames(), base);
+}
+
+/// A fork that runs out of memory half-way fails with NoMemory, frees the half-built
+/// child, and leaves the parent valid.
+#[test_case]
+fn fork_out_of_memory_leaves_parent_intact() {
+    let base = free_frames();
+    {
+        let parent = AddressSpace::new().unwrap();
+        // Spread pages 2 MiB apart so the child needs one page table per page.
+        let n = 64u64;
+        let start = parent
+            .map_anonymous(Placement::Anywhere, n * 512 * PAGE, RW, Sharing::Private)
+            .unwrap();
+        for i in 0..n {
+            parent.copy_to_user(start + i * 512 * PAGE, &[7]).unwrap();
+        }
+        // Leave only a few free frames.
+        let mut hog = alloc::vec::Vec::new();
+        while free_frames() > 20 {
+            hog.push(kernel::mm::frame::Frame::alloc().unwrap());
+        }
+        assert_eq!(parent.fork().err(), Some(MmError::NoMemory));
+        drop(hog);
+        let census = check(&parent);
+        assert_eq!(census.present, n as usize);
+        let mut b = [0u8; 1];
+        parent
+            .copy_from_user(start + 5 * 512 * PAGE, &mut b)
+            .unwrap();
+        assert_eq!(b[0], 7);
+    }
+    assert_eq!(free_frames(), base);
+}

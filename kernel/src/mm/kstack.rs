@@ -16,8 +16,8 @@ use super::frame::Frame;
 use super::page_table::{PageTable, KSTACK_AREA_START};
 use super::{MmError, PAGE_SIZE};
 
-/// Pages of stack per process (16 KiB).
-pub const STACK_PAGES: u64 = 4;
+/// Pages of stack per process (32 KiB).
+pub const STACK_PAGES: u64 = 8;
 /// Pages per slot: the stack plus guard pages below it.
 const SLOT_PAGES: u64 = 2 * STACK_PAGES;
 /// How many kernel stacks can exist at once (and so how many processes).
