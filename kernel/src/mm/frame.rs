@@ -126,11 +126,12 @@ impl FrameMeta {
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
-    /// Take the frame lock, waiting for it. (Spins for now; a later step makes it a
-    /// sleeping lock that yields to the scheduler.)
+    /// Take the frame lock, waiting for it: a sleeping lock. While it is busy the
+    /// waiter gives the CPU away through the hook the scheduler installed (see
+    /// [`set_wait_hook`]), so the holder (a driver programming its device) can finish.
     pub fn lock(&self) {
         while !self.try_lock() {
-            core::hint::spin_loop();
+            (WAIT_HOOK.get().copied().unwrap_or(core::hint::spin_loop))();
         }
     }
     /// Release the frame lock. Panics if it was not held (a kernel bug).
@@ -159,6 +160,15 @@ impl FrameMeta {
         );
         old - 1
     }
+}
+
+/// What a thread does while a frame lock it wants is busy (set by the scheduler: yield).
+static WAIT_HOOK: Once<fn()> = Once::new();
+
+/// Install the function frame-lock waiters call while the lock is busy. mm cannot call
+/// the scheduler itself (it sits below it), so the scheduler hands this in at boot.
+pub fn set_wait_hook(hook: fn()) {
+    WAIT_HOOK.call_once(|| hook);
 }
 
 /// The allocator's state: the free list and its length.

@@ -71,8 +71,19 @@ pub fn wake(p: &Arc<Process>) {
     });
 }
 
+/// What a frame-lock waiter does (see `mm::frame::set_wait_hook`): yield if a process
+/// is running, else just spin (at boot, or in the scheduler loop).
+fn wait_for_lock() {
+    if try_current().is_some() {
+        yield_now();
+    } else {
+        core::hint::spin_loop();
+    }
+}
+
 /// The scheduler loop. Never returns.
 pub fn run() -> ! {
+    crate::mm::frame::set_wait_hook(wait_for_lock);
     loop {
         interrupts::disable();
         let next = locked(&RUN_QUEUE, |q| q.pop_front());

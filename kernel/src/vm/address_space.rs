@@ -12,11 +12,14 @@ use spin::Mutex;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
+use super::notifier::{MmuNotifier, NotifyEvent, Owner, SubscriptionId};
 use super::vma::{Prot, Sharing, Vma, VmaList};
 use crate::mm::frame::{self, Frame, FrameFlags};
 use crate::mm::page_table::{PageTable, USER_END};
 use crate::mm::pte::Pte;
 use crate::mm::{MmError, PAGE_SIZE};
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::structures::paging::PhysFrame;
 
 /// Lowest address `mmap` hands out (Linux `mmap_min_addr` is 64 KiB; we keep the first
 /// 64 KiB free too, so a null-pointer dereference always faults).
@@ -142,14 +145,32 @@ pub struct Census {
     pub table_pages: usize,
 }
 
-struct Inner {
-    table: PageTable,
-    vmas: VmaList,
+pub(super) struct Inner {
+    pub(super) table: PageTable,
+    pub(super) vmas: VmaList,
 }
 
-/// One address space: the lower half of a page table and its VMAs, behind a lock.
+/// Why `fix_entry` could not finish under the lock.
+pub(super) enum FixError {
+    /// An ordinary failure (out of memory).
+    Mm(MmError),
+    /// The entry is device-exclusive: restoring it may sleep on the frame lock, which
+    /// must happen without the address-space lock (see `restore_exclusive`).
+    Exclusive(PhysFrame),
+}
+
+impl From<MmError> for FixError {
+    fn from(e: MmError) -> Self {
+        FixError::Mm(e)
+    }
+}
+
+/// One address space: the lower half of a page table and its VMAs, behind a lock, and
+/// the devices that mirror it.
 pub struct AddressSpace {
-    inner: Mutex<Inner>,
+    pub(super) inner: Mutex<Inner>,
+    pub(super) notifiers: Mutex<Vec<(SubscriptionId, Arc<dyn MmuNotifier>)>>,
+    next_subscription: AtomicU64,
 }
 
 impl AddressSpace {
@@ -161,14 +182,56 @@ impl AddressSpace {
                 table,
                 vmas: VmaList::new(),
             }),
+            notifiers: Mutex::new(Vec::new()),
+            next_subscription: AtomicU64::new(1),
         };
         Arc::try_new(aspace).map_err(|_| MmError::NoMemory)
     }
 
     /// Run `f` with the lock held and interrupts off (the fault handler takes the same
     /// lock, so it must never interrupt a holder).
-    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         x86_64::instructions::interrupts::without_interrupts(|| f(&mut self.inner.lock()))
+    }
+
+    /// Subscribe `notifier` to this address space's invalidations.
+    pub fn subscribe(&self, notifier: Arc<dyn MmuNotifier>) -> Result<SubscriptionId, MmError> {
+        let id = SubscriptionId(self.next_subscription.fetch_add(1, Ordering::Relaxed));
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut list = self.notifiers.lock();
+            list.try_reserve(1).map_err(|_| MmError::NoMemory)?;
+            list.push((id, notifier));
+            Ok(id)
+        })
+    }
+
+    /// End a subscription (closing the device file).
+    pub fn unsubscribe(&self, id: SubscriptionId) {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            self.notifiers.lock().retain(|(s, _)| *s != id)
+        });
+    }
+
+    /// Tell every subscriber that [start, end) is being invalidated. Subscribers are
+    /// called without the notifier-list lock held.
+    pub(super) fn notify(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+        event: NotifyEvent,
+        owner: Option<Owner>,
+    ) {
+        let subscribers: Vec<Arc<dyn MmuNotifier>> =
+            x86_64::instructions::interrupts::without_interrupts(|| {
+                self.notifiers
+                    .lock()
+                    .iter()
+                    .map(|(_, n)| n.clone())
+                    .collect()
+            });
+        for n in subscribers {
+            n.invalidate_range_start(start, end, event, owner);
+        }
     }
 
     /// The root page table frame (for CR3).
@@ -243,6 +306,7 @@ impl AddressSpace {
     /// unmapped and its frame released (Linux `do_munmap`). Unmapped holes are fine.
     pub fn munmap(&self, start: VirtAddr, len: u64) -> Result<(), MmError> {
         let end = checked_range(start, len)?;
+        self.notify(start, end, NotifyEvent::Unmap, None);
         self.with(|inner| inner.unmap_range(start, end))
     }
 
@@ -251,6 +315,7 @@ impl AddressSpace {
     /// frame shared copy-on-write stays read-only until its first write.
     pub fn mprotect(&self, start: VirtAddr, len: u64, prot: Prot) -> Result<(), MmError> {
         let end = checked_range(start, len)?;
+        self.notify(start, end, NotifyEvent::ProtectionVma, None);
         self.with(|inner| {
             if !inner.vmas.covers(start, end) {
                 return Err(MmError::NoMemory);
@@ -294,17 +359,21 @@ impl AddressSpace {
         // (Interrupts are off in the fault handler; a caller from elsewhere gets them
         // re-enabled while fixing, which is fine: the timer does not touch address spaces.)
         let inner = &mut *guard;
-        {
-            let Some(vma) = inner.vmas.find(addr).copied() else {
-                return FaultOutcome::BadAccess(BadAccessReason::NotMapped);
-            };
-            if !vma.allows(access) {
-                return FaultOutcome::BadAccess(BadAccessReason::Protection { prot: vma.prot });
-            }
-            match inner.fix_entry(&vma, page, access) {
-                Ok(fix) => FaultOutcome::Fixed(fix),
-                Err(MmError::NoMemory) => FaultOutcome::OutOfMemory,
-                Err(e) => panic!("handle_fault: unexpected {e:?} at {addr:?}"),
+        let Some(vma) = inner.vmas.find(addr).copied() else {
+            return FaultOutcome::BadAccess(BadAccessReason::NotMapped);
+        };
+        if !vma.allows(access) {
+            return FaultOutcome::BadAccess(BadAccessReason::Protection { prot: vma.prot });
+        }
+        match inner.fix_entry(&vma, page, access) {
+            Ok(fix) => FaultOutcome::Fixed(fix),
+            Err(FixError::Mm(MmError::NoMemory)) => FaultOutcome::OutOfMemory,
+            Err(FixError::Mm(e)) => panic!("handle_fault: unexpected {e:?} at {addr:?}"),
+            Err(FixError::Exclusive(frame)) => {
+                // SAFETY: the entry holds a reference and we hold the lock.
+                let reference = unsafe { Frame::get_ref(frame) };
+                drop(guard);
+                FaultOutcome::Fixed(self.restore_exclusive(page, reference))
             }
         }
     }
@@ -347,37 +416,52 @@ impl AddressSpace {
         if end > USER_END {
             return Err(MmError::BadAddress);
         }
-        self.with(|inner| {
-            let mut at = start;
-            while at < end {
-                let page = VirtAddr::new(at).align_down(PAGE_SIZE);
-                let n = ((page.as_u64() + PAGE_SIZE).min(end) - at) as usize;
+        let mut at = start;
+        while at < end {
+            let page = VirtAddr::new(at).align_down(PAGE_SIZE);
+            let n = ((page.as_u64() + PAGE_SIZE).min(end) - at) as usize;
+            // Under the lock: make the page allow the access, then copy. A device-
+            // exclusive entry is restored outside the lock, then the page is retried.
+            let step = self.with(|inner| -> Result<Option<Frame>, MmError> {
                 let vma = *inner.vmas.find(page).ok_or(MmError::BadAddress)?;
                 if !vma.allows(access) {
                     return Err(MmError::BadAddress);
                 }
-                let frame = loop {
+                loop {
                     let pte = inner.table.cursor(page, page + PAGE_SIZE)?.query(page)?;
                     match pte {
                         Pte::Present { frame, flags }
                             if access != Access::Write
                                 || flags.contains(PageTableFlags::WRITABLE) =>
                         {
-                            break frame
+                            let base =
+                                crate::mm::phys_to_virt(frame.start_address()).as_mut_ptr::<u8>();
+                            // SAFETY: the offset stays inside the 4 KiB frame.
+                            let ptr = unsafe { base.add((at - page.as_u64()) as usize) };
+                            f(ptr, (at - start) as usize, n);
+                            return Ok(None);
                         }
                         Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. } => {
-                            inner.fix_entry(&vma, page, access)?;
+                            match inner.fix_entry(&vma, page, access) {
+                                Ok(_) => {}
+                                Err(FixError::Mm(e)) => return Err(e),
+                                Err(FixError::Exclusive(frame)) => {
+                                    // SAFETY: the entry holds a reference; we hold the lock.
+                                    return Ok(Some(unsafe { Frame::get_ref(frame) }));
+                                }
+                            }
                         }
                     }
-                };
-                let ptr = crate::mm::phys_to_virt(frame.start_address()).as_mut_ptr::<u8>();
-                // SAFETY: the offset stays inside the 4 KiB frame.
-                let ptr = unsafe { ptr.add((at - page.as_u64()) as usize) };
-                f(ptr, (at - start) as usize, n);
-                at += n as u64;
+                }
+            })?;
+            match step {
+                None => at += n as u64,
+                Some(frame) => {
+                    self.restore_exclusive(page, frame);
+                }
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// Drop the pages of [start, start + len) but keep the VMAs: the next touch gets
@@ -385,6 +469,7 @@ impl AddressSpace {
     /// `NoMemory` (ENOMEM) if part of the range is not mapped, as Linux.
     pub fn zap(&self, start: VirtAddr, len: u64) -> Result<(), MmError> {
         let end = checked_range(start, len)?;
+        self.notify(start, end, NotifyEvent::Clear, None);
         self.with(|inner| {
             if !inner.vmas.covers(start, end) {
                 return Err(MmError::NoMemory);
@@ -397,51 +482,91 @@ impl AddressSpace {
     /// A copy-on-write copy of this address space for a forked child (Linux `dup_mmap`
     /// + `copy_pte_range`). Private pages become read-only in both and shared (refcount
     /// and mapcount +1, anon-exclusive cleared): the first write on either side copies
-    /// or reuses the frame. Shared mappings stay shared and writable. A device-exclusive
-    /// entry is first restored in the parent, so the child never gets one. The
-    /// parent's TLB is flushed once at the end. If memory runs out half-way the child
+    /// or reuses the frame. Shared mappings stay shared and writable.
+    ///
+    /// A device-exclusive entry is restored in place in the parent first (Linux
+    /// `copy_nonpresent_pte` + `try_restore_exclusive_pte`), so the child never gets one
+    /// (invariant I2). That needs the frame lock; if a driver holds it, fork drops the
+    /// address-space lock, sleeps until the frame is unlocked, and retries that entry:
+    /// fork never fails because a lock is busy (SPEC, from the seed LKML thread).
+    ///
+    /// The parent's TLB is flushed once at the end. If memory runs out half-way the child
     /// is dropped (freeing all it got) and the parent is left valid.
     pub fn fork(&self) -> Result<Arc<AddressSpace>, MmError> {
         let child = AddressSpace::new()?;
-        self.with(|parent| -> Result<(), MmError> {
-            let mut guard = child.inner.lock();
-            let kid = &mut *guard;
-            kid.vmas = parent.vmas.try_clone()?;
-            let Inner { table, vmas } = parent;
-            let all = (VirtAddr::new(0), VirtAddr::new(USER_END));
-            let mut pc = table.cursor(all.0, all.1)?;
-            let mut cc = kid.table.cursor(all.0, all.1)?;
-            let mut from = all.0;
-            while let Some((va, pte)) = pc.next_mapped(from) {
-                from = va + PAGE_SIZE;
-                let vma = vmas.find(va).expect("every entry lies in a VMA");
-                let (frame, flags) = match pte {
-                    Pte::None => unreachable!("next_mapped never yields None entries"),
-                    Pte::Present { frame, flags } => (frame, flags),
-                    Pte::DeviceExclusive { frame } => {
-                        // Linux `copy_nonpresent_pte` -> restore before copying.
-                        let m = frame::meta(frame);
-                        let flags = vma.pte_flags(m.flags().contains(FrameFlags::ANON_EXCLUSIVE));
-                        pc.replace(va, Pte::Present { frame, flags })?;
-                        (frame, flags)
-                    }
-                };
-                // SAFETY: the parent's entry holds a reference and we hold its lock.
-                let reference = unsafe { Frame::get_ref(frame) };
-                let child_flags = match vma.sharing {
-                    Sharing::Shared => flags,
-                    Sharing::Private => {
-                        frame::meta(frame).clear_flags(FrameFlags::ANON_EXCLUSIVE);
-                        if flags.contains(PageTableFlags::WRITABLE) {
-                            pc.protect(va, flags - PageTableFlags::WRITABLE)?;
-                        }
-                        flags - PageTableFlags::WRITABLE
-                    }
-                };
-                cc.map(va, reference, child_flags)?;
+        // Devices lose write access to private writable VMAs (they become COW).
+        for vma in self.vmas() {
+            if vma.sharing == Sharing::Private && vma.prot.contains(Prot::WRITE) {
+                self.notify(vma.start, vma.end, NotifyEvent::ProtectionPage, None);
             }
-            Ok(())
-        })?;
+        }
+        let mut resume = VirtAddr::new(0);
+        let mut first_pass = true;
+        loop {
+            // Copy from `resume` on; stop early if an exclusive entry's frame is locked.
+            let busy = self.with(|parent| -> Result<Option<Frame>, MmError> {
+                let mut guard = child.inner.lock();
+                let kid = &mut *guard;
+                if first_pass {
+                    kid.vmas = parent.vmas.try_clone()?;
+                }
+                let Inner { table, vmas } = parent;
+                let mut pc = table.cursor(VirtAddr::new(0), VirtAddr::new(USER_END))?;
+                let mut cc = kid
+                    .table
+                    .cursor(VirtAddr::new(0), VirtAddr::new(USER_END))?;
+                let mut from = resume;
+                while let Some((va, pte)) = pc.next_mapped(from) {
+                    resume = va;
+                    from = va + PAGE_SIZE;
+                    let vma = vmas.find(va).expect("every entry lies in a VMA");
+                    let (frame, flags) = match pte {
+                        Pte::None => unreachable!("next_mapped never yields None entries"),
+                        Pte::Present { frame, flags } => (frame, flags),
+                        Pte::DeviceExclusive { frame } => {
+                            let meta = frame::meta(frame);
+                            if !meta.try_lock() {
+                                // SAFETY: the entry holds a reference; we hold the lock.
+                                return Ok(Some(unsafe { Frame::get_ref(frame) }));
+                            }
+                            let exclusive = meta.flags().contains(FrameFlags::ANON_EXCLUSIVE);
+                            let flags = restored_flags(vma, frame, exclusive);
+                            pc.replace(va, Pte::Present { frame, flags })?;
+                            meta.unlock();
+                            (frame, flags)
+                        }
+                    };
+                    // SAFETY: the parent's entry holds a reference and we hold its lock.
+                    let reference = unsafe { Frame::get_ref(frame) };
+                    let child_flags = match vma.sharing {
+                        Sharing::Shared => flags,
+                        Sharing::Private => {
+                            frame::meta(frame).clear_flags(FrameFlags::ANON_EXCLUSIVE);
+                            if flags.contains(PageTableFlags::WRITABLE) {
+                                pc.protect(va, flags - PageTableFlags::WRITABLE)?;
+                            }
+                            flags - PageTableFlags::WRITABLE
+                        }
+                    };
+                    let kid_pte = Pte::Present {
+                        frame,
+                        flags: child_flags,
+                    };
+                    debug_assert!(!matches!(kid_pte, Pte::DeviceExclusive { .. }), "I2");
+                    cc.map(va, reference, child_flags)?;
+                }
+                Ok(None)
+            })?;
+            first_pass = false;
+            match busy {
+                None => break,
+                Some(frame) => {
+                    // Sleep until the driver unlocks the frame, then look again.
+                    frame.meta().lock();
+                    frame.meta().unlock();
+                }
+            }
+        }
         Ok(child)
     }
 
@@ -539,6 +664,29 @@ impl AddressSpace {
     }
 }
 
+/// The flags of a present entry that replaces a device-exclusive one: writable iff the
+/// VMA is writable and the frame is anon-exclusive; dirty iff the frame is dirty.
+pub(super) fn restored_flags(vma: &Vma, frame: PhysFrame, anon_exclusive: bool) -> PageTableFlags {
+    let mut flags = vma.pte_flags(anon_exclusive);
+    if frame::meta(frame).flags().contains(FrameFlags::DIRTY) {
+        flags |= PageTableFlags::DIRTY;
+    }
+    flags
+}
+
+impl Drop for AddressSpace {
+    /// Tell the devices the whole address space is going away (Linux `exit_mmap` ->
+    /// `mmu_notifier_release`); the page table's own drop frees everything.
+    fn drop(&mut self) {
+        self.notify(
+            VirtAddr::new(0),
+            VirtAddr::new(USER_END),
+            NotifyEvent::Release,
+            None,
+        );
+    }
+}
+
 impl Inner {
     /// Cut VMAs at the edges of [start, end), drop those inside, unmap their entries.
     fn unmap_range(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), MmError> {
@@ -551,7 +699,12 @@ impl Inner {
     }
 
     /// Make the entry at `page` allow `access`, per `vma` (already checked).
-    fn fix_entry(&mut self, vma: &Vma, page: VirtAddr, access: Access) -> Result<Fix, MmError> {
+    pub(super) fn fix_entry(
+        &mut self,
+        vma: &Vma,
+        page: VirtAddr,
+        access: Access,
+    ) -> Result<Fix, FixError> {
         let mut cursor = self.table.cursor(page, page + PAGE_SIZE)?;
         match cursor.query(page)? {
             // Linux `do_anonymous_page`. (Linux maps a shared zero page for a read fault;
@@ -600,18 +753,8 @@ impl Inner {
                 cursor.exchange(page, copy, vma.pte_flags(true))?;
                 Ok(Fix::CowCopy)
             }
-            // Linux `remove_device_exclusive_entry` (no device notification yet).
-            Pte::DeviceExclusive { frame } => {
-                let exclusive = frame::meta(frame)
-                    .flags()
-                    .contains(FrameFlags::ANON_EXCLUSIVE);
-                let mut flags = vma.pte_flags(exclusive);
-                if frame::meta(frame).flags().contains(FrameFlags::DIRTY) {
-                    flags |= PageTableFlags::DIRTY;
-                }
-                cursor.replace(page, Pte::Present { frame, flags })?;
-                Ok(Fix::ExclusiveRestored)
-            }
+            // Linux `remove_device_exclusive_entry`: may sleep, so the caller does it.
+            Pte::DeviceExclusive { frame } => Err(FixError::Exclusive(frame)),
         }
     }
 }

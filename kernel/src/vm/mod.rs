@@ -5,12 +5,16 @@
 //! VMAs of the faulting address.
 
 pub mod address_space;
+pub mod exclusive;
+pub mod notifier;
 pub mod vma;
 
 pub use address_space::{
     Access, AddressSpace, BadAccessReason, Census, FaultOutcome, Fix, KernelBug, Placement,
     Privilege,
 };
+pub use exclusive::{ExclusiveError, ExclusiveFrame};
+pub use notifier::{MmuNotifier, NotifyEvent, Owner, SubscriptionId};
 pub use vma::{Prot, Sharing, Vma};
 
 use alloc::sync::Arc;
