@@ -1,6 +1,10 @@
 # Thin wrappers. Every target that needs tools runs `setup` first, which installs only
 # what is missing (QEMU, OVMF, musl-gcc; rust-src and llvm-tools for the nightly).
-.PHONY: setup build run run-uefi test bench fmt lint clean
+.PHONY: setup build user user-host-test run run-uefi test bench fmt lint clean
+
+# The user programs and the default initramfs that `make user` builds (scripts/build-user.sh).
+USER_BIN := target/user/bin
+INITRAMFS := target/initramfs.cpio
 
 setup:
 	@bash scripts/setup.sh
@@ -8,11 +12,20 @@ setup:
 build: setup
 	cargo build
 
-## make run: boot the kernel in QEMU, serial console on this terminal (quit: Ctrl-A X)
-run: setup
+## make user: build the user programs (user/ in Rust, user/c/*.c with musl-gcc) into
+## $(USER_BIN) and pack $(INITRAMFS) (/init = the shell, /bin/NAME = each program)
+user: setup
+	bash scripts/build-user.sh
+
+## make user-host-test: the user programs are plain static Linux executables: run them here
+user-host-test: user
+	bash user/host-test.sh
+
+## make run: boot the kernel in QEMU into the shell, serial console on this terminal (quit: Ctrl-A X)
+run: setup user
 	cargo run
 
-run-uefi: setup
+run-uefi: setup user
 	cargo build
 	./run-qemu.sh target/x86_64-target/debug/kernel --uefi
 
@@ -23,11 +36,13 @@ test: setup
 fmt:
 	cargo fmt --all
 	cd boot && cargo fmt
+	cd user && cargo fmt --all
 
 lint: setup
 	cargo clippy --lib --bins --tests
 	cd / && cargo +nightly clippy --manifest-path $(CURDIR)/devices/Cargo.toml --target-dir $(CURDIR)/target/host --all-targets
 	cd / && cargo +nightly clippy --release --manifest-path $(CURDIR)/boot/Cargo.toml --target-dir $(CURDIR)/target/boot --all-targets
+	cd user && cargo clippy --release
 
 ## make bench: memory-management micro-benchmarks (release build, in QEMU, key=value lines)
 bench: setup

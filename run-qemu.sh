@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Boot a kernel ELF in QEMU. The one entry point that cargo (as its runner) and people use.
 #
-#   ./run-qemu.sh KERNEL_ELF [--uefi] [--gdb] [--initramfs FILE.cpio] [--test|--run] [-- QEMU_ARGS]
+#   ./run-qemu.sh KERNEL_ELF [--uefi] [--gdb] [--test|--run]
+#                 [--init PROGRAM | --initramfs FILE.cpio | --no-initramfs] [-- QEMU_ARGS]
 #
 # Builds the host tool in boot/ (once; cached), which strips the ELF, makes a BIOS or UEFI
 # disk image, runs QEMU with the serial console on this terminal and, for test kernels,
 # judges the result (exit status 0 = pass). KTEST_TIMEOUT=seconds changes the test timeout.
+#
+# Initramfs: --initramfs FILE as given; --init PROGRAM packs a temporary one with PROGRAM
+# (a static x86-64 ELF) as /init and every program of target/user/bin as /bin/NAME;
+# otherwise target/initramfs.cpio if it exists (`make user` builds it).
+#
+# Exit status in run mode and for --init runs (the protocol: boot/src/qemu.rs):
+#   S    pid 1 exited with status S (the kernel printed
+#        "[kernel] power off: init exited with status S" and QEMU exited with 37)
+#   0    plain run: the kernel exited with its success code (33), or Ctrl-A X
+#   124  timeout (KRUN_TIMEOUT=seconds in run mode, none by default; KTEST_TIMEOUT in test mode)
+#   125  kernel panic, reset/triple fault, or any other unexpected ending
+#   130  an --init run quit with Ctrl-A X
+#   2    the runner itself failed (bad arguments, build error, missing tools)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BOOT_BIN="$ROOT/target/boot/release/boot"
@@ -17,4 +31,6 @@ if ! (cd / && RUSTUP_TOOLCHAIN=nightly cargo build --quiet --release \
     echo "run-qemu.sh: building the host tool in boot/ failed" >&2
     exit 2
 fi
+# Where the tool finds target/initramfs.cpio and target/user/bin.
+export MEMKERNEL_ROOT="$ROOT"
 exec "$BOOT_BIN" "$@"

@@ -2,23 +2,38 @@
 //! its arguments:
 //!
 //! ```text
-//! boot KERNEL_ELF [--uefi] [--gdb] [--initramfs FILE.cpio] [--test | --run]
+//! boot KERNEL_ELF [--uefi] [--gdb] [--init PROGRAM | --initramfs FILE.cpio | --no-initramfs]
+//!      [--test | --run] [-- QEMU_ARGS]
+//! boot mkcpio OUT.cpio NAME=FILE...
 //! ```
 //!
 //! 1. checks that KERNEL_ELF is an x86-64 ELF executable;
 //! 2. strips its debug info into a copy (the BIOS stages read the kernel from disk
 //!    sector by sector under emulation: a smaller file boots seconds faster);
-//! 3. builds a BIOS (default) or UEFI disk image with the `bootloader` crate, with the
+//! 3. picks the initramfs (the bootloader's ramdisk): `--initramfs FILE` as given;
+//!    `--init PROGRAM` packs a temporary one with PROGRAM as `/init` and every program
+//!    of `target/user/bin` as `/bin/NAME`; otherwise `target/initramfs.cpio` if it
+//!    exists (`make user` builds it); `--no-initramfs` for none;
+//! 4. builds a BIOS (default) or UEFI disk image with the `bootloader` crate, with the
 //!    bootloader's own logging off;
-//! 4. runs QEMU with the serial console on stdio, and
-//! 5. in test mode (cargo test binaries, which live under `deps/`, or `--test`), judges
+//! 5. runs QEMU with the serial console on stdio, and
+//! 6. in test mode (cargo test binaries, which live under `deps/`, or `--test`), judges
 //!    the run: only QEMU exit status 33 (the kernel wrote 0x10 to `isa-debug-exit`) with
-//!    as many `... ok` lines as the kernel announced counts as a pass.
+//!    as many `... ok` lines as the kernel announced counts as a pass. In run mode, and
+//!    for `--init` in test mode, it exits with init's exit status instead (the protocol
+//!    and the runner's own exit statuses: see [`qemu`]).
+//!
+//! `mkcpio` writes a cpio (newc) archive from host files (see [`cpio`]);
+//! scripts/build-user.sh packs `target/initramfs.cpio` with it.
 
+mod cpio;
+mod initramfs;
 mod judge;
+mod power_off;
 mod qemu;
 
 use anyhow::{bail, Context, Result};
+use power_off::Expect;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -36,25 +51,40 @@ pub enum Mode {
     Test,
 }
 
+/// Which initramfs (bootloader ramdisk) to boot with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ramdisk {
+    /// `target/initramfs.cpio` if it exists, else none.
+    Default,
+    /// `--no-initramfs`.
+    Nothing,
+    /// `--initramfs FILE`.
+    File(PathBuf),
+    /// `--init PROGRAM`: a temporary archive with PROGRAM as /init.
+    Init(PathBuf),
+}
+
 /// Parsed command line.
 #[derive(Debug)]
 pub struct Options {
     pub kernel: PathBuf,
     pub firmware: Firmware,
     pub gdb: bool,
-    pub initramfs: Option<PathBuf>,
+    pub ramdisk: Ramdisk,
     pub mode: Mode,
     /// Extra arguments after `--`, appended to QEMU's command line.
     pub qemu_args: Vec<String>,
 }
 
-const USAGE: &str = "usage: run-qemu.sh KERNEL_ELF [--uefi] [--gdb] [--initramfs FILE.cpio] [--test|--run] [-- QEMU_ARGS]";
+const USAGE: &str = "usage: run-qemu.sh KERNEL_ELF [--uefi] [--gdb] \
+[--init PROGRAM | --initramfs FILE.cpio | --no-initramfs] [--test|--run] [-- QEMU_ARGS]
+       boot mkcpio OUT.cpio NAME=FILE...";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options> {
     let mut kernel = None;
     let mut firmware = Firmware::Bios;
     let mut gdb = false;
-    let mut initramfs = None;
+    let mut ramdisk = Ramdisk::Default;
     let mut mode = None;
     let mut qemu_args = Vec::new();
     let mut args = args.peekable();
@@ -65,13 +95,24 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options> {
             "--gdb" => gdb = true,
             "--test" => mode = Some(Mode::Test),
             "--run" => mode = Some(Mode::Run),
-            "--initramfs" => {
-                let file = args.next().context("--initramfs needs a file")?;
-                initramfs = Some(PathBuf::from(file));
+            "--initramfs" | "--init" | "--no-initramfs" => {
+                if ramdisk != Ramdisk::Default {
+                    bail!("give only one of --init, --initramfs, --no-initramfs\n{USAGE}");
+                }
+                ramdisk = match arg.as_str() {
+                    "--no-initramfs" => Ramdisk::Nothing,
+                    opt => {
+                        let file = args
+                            .next()
+                            .with_context(|| format!("{opt} needs a file\n{USAGE}"))?;
+                        if opt == "--init" {
+                            Ramdisk::Init(PathBuf::from(file))
+                        } else {
+                            Ramdisk::File(PathBuf::from(file))
+                        }
+                    }
+                };
             }
-            "--init" => bail!(
-                "--init is not available yet: it needs user processes (issue \"Processes in ring 3\")"
-            ),
             "--" => qemu_args.extend(args.by_ref()),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -98,7 +139,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options> {
         kernel,
         firmware,
         gdb,
-        initramfs,
+        ramdisk,
         mode,
         qemu_args,
     })
@@ -150,9 +191,13 @@ fn llvm_objcopy() -> Result<PathBuf> {
     Ok(tool)
 }
 
-/// Write a copy of `kernel` without debug info next to it and return its path.
-fn strip_kernel(kernel: &Path) -> Result<PathBuf> {
-    let stripped = kernel.with_extension("stripped");
+/// Write a copy of `kernel` without debug info into `dir` (default: next to it) and
+/// return its path.
+fn strip_kernel(kernel: &Path, dir: Option<&Path>) -> Result<PathBuf> {
+    let stripped = match dir {
+        Some(dir) => dir.join("kernel.stripped"),
+        None => kernel.with_extension("stripped"),
+    };
     let status = Command::new(llvm_objcopy()?)
         .arg("--strip-debug")
         .arg(kernel)
@@ -165,23 +210,30 @@ fn strip_kernel(kernel: &Path) -> Result<PathBuf> {
     Ok(stripped)
 }
 
-/// Build the disk image for `opts.firmware` and return its path.
-fn build_image(opts: &Options, stripped: &Path) -> Result<PathBuf> {
+/// Build the disk image for `opts.firmware` (into `dir`, default: next to the kernel)
+/// and return its path.
+fn build_image(
+    opts: &Options,
+    stripped: &Path,
+    ramdisk: Option<&Path>,
+    dir: Option<&Path>,
+) -> Result<PathBuf> {
     let mut builder = bootloader::DiskImageBuilder::new(stripped.to_path_buf());
     let mut config = bootloader::BootConfig::default();
     // The bootloader's own log is slow to print under emulation and not ours to show.
     config.frame_buffer_logging = false;
     config.serial_logging = false;
     builder.set_boot_config(&config);
-    if let Some(ramdisk) = &opts.initramfs {
-        if !ramdisk.is_file() {
-            bail!("initramfs {} does not exist", ramdisk.display());
-        }
-        builder.set_ramdisk(ramdisk.clone());
+    if let Some(ramdisk) = ramdisk {
+        builder.set_ramdisk(ramdisk.to_path_buf());
     }
-    let image = match opts.firmware {
-        Firmware::Bios => opts.kernel.with_extension("bios.img"),
-        Firmware::Uefi => opts.kernel.with_extension("uefi.img"),
+    let ext = match opts.firmware {
+        Firmware::Bios => "bios.img",
+        Firmware::Uefi => "uefi.img",
+    };
+    let image = match dir {
+        Some(dir) => dir.join("kernel").with_extension(ext),
+        None => opts.kernel.with_extension(ext),
     };
     match opts.firmware {
         Firmware::Bios => builder.create_bios_image(&image),
@@ -193,8 +245,21 @@ fn build_image(opts: &Options, stripped: &Path) -> Result<PathBuf> {
 
 fn run(opts: &Options) -> Result<i32> {
     check_kernel_elf(&opts.kernel)?;
-    let stripped = strip_kernel(&opts.kernel)?;
-    let image = build_image(opts, &stripped)?;
+    // Checked before the slow steps, so a typo fails at once.
+    let run_timeout = match opts.mode {
+        Mode::Run => qemu::run_timeout()?,
+        Mode::Test => None,
+    };
+    // An --init run builds everything in a private directory (removed at the end), so
+    // several such runs of one kernel can go on at once.
+    let scratch = match opts.ramdisk {
+        Ramdisk::Init(_) => Some(initramfs::ScratchDir::new()?),
+        _ => None,
+    };
+    let dir = scratch.as_ref().map(|s| s.path());
+    let ramdisk = initramfs::resolve(&opts.ramdisk, dir)?;
+    let stripped = strip_kernel(&opts.kernel, dir)?;
+    let image = build_image(opts, &stripped, ramdisk.as_deref(), dir)?;
     let command = qemu::command(opts, &image)?;
     if opts.gdb {
         println!(
@@ -203,9 +268,19 @@ fn run(opts: &Options) -> Result<i32> {
             opts.kernel.display()
         );
     }
-    match opts.mode {
-        Mode::Run => qemu::run_interactive(command),
-        Mode::Test => {
+    match (&opts.ramdisk, opts.mode) {
+        (Ramdisk::Init(_), Mode::Run) => {
+            qemu::run_interactive(command, Expect::InitStatus, run_timeout)
+        }
+        (Ramdisk::Init(program), Mode::Test) => {
+            let name = program
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            qemu::run_init_test(command, &name)
+        }
+        (_, Mode::Run) => qemu::run_interactive(command, Expect::AnyEnd, run_timeout),
+        (_, Mode::Test) => {
             let name = judge::suite_name(&opts.kernel);
             let outcome = qemu::run_test(command, &name)?;
             Ok(judge::report(&name, &outcome))
@@ -214,12 +289,48 @@ fn run(opts: &Options) -> Result<i32> {
 }
 
 fn main() -> ExitCode {
-    let result = parse_args(std::env::args().skip(1)).and_then(|opts| run(&opts));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (who, result) = if args.first().map(String::as_str) == Some("mkcpio") {
+        ("boot mkcpio", cpio::mkcpio_main(&args[1..]).map(|()| 0))
+    } else {
+        (
+            "run-qemu.sh",
+            parse_args(args.into_iter()).and_then(|opts| run(&opts)),
+        )
+    };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
-            eprintln!("run-qemu.sh: error: {err:#}");
+            eprintln!("{who}: error: {err:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn init_and_initramfs_options() {
+        let o = parse(&["k", "--init", "prog"]).unwrap();
+        assert_eq!(o.ramdisk, Ramdisk::Init("prog".into()));
+        assert_eq!(o.mode, Mode::Run);
+        let o = parse(&["t/deps/x-12ab", "--init", "prog"]).unwrap();
+        assert_eq!(o.mode, Mode::Test);
+        let o = parse(&["k", "--initramfs", "a.cpio", "--", "-m", "1G"]).unwrap();
+        assert_eq!(o.ramdisk, Ramdisk::File("a.cpio".into()));
+        assert_eq!(o.qemu_args, ["-m", "1G"]);
+        assert_eq!(parse(&["k"]).unwrap().ramdisk, Ramdisk::Default);
+        assert_eq!(
+            parse(&["k", "--no-initramfs"]).unwrap().ramdisk,
+            Ramdisk::Nothing
+        );
+        assert!(parse(&["k", "--init"]).is_err());
+        assert!(parse(&["k", "--init", "a", "--initramfs", "b"]).is_err());
     }
 }

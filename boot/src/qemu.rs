@@ -1,13 +1,50 @@
-//! The QEMU command line and the two ways of running it: for a person (interactive
-//! serial console) and for a test (output captured, a timeout enforced).
+//! The QEMU command line and the ways of running it: for a person (interactive serial
+//! console), for a test kernel (output captured, a timeout enforced, judged by
+//! [`crate::judge`]) and for a user-space program run as init (`--init`).
+//!
+//! # Exit-status protocol (pid 1 -> kernel -> QEMU -> runner)
+//!
+//! This is the contract between the kernel and this runner; scripts that drive
+//! `run-qemu.sh --init PROGRAM` depend on it, so it must stay stable:
+//!
+//! 1. When pid 1 (`/init`) ends with exit status S (exit/exit_group(S), S & 0xff), or
+//!    calls `reboot(LINUX_REBOOT_CMD_POWER_OFF)` (then S = 0), the kernel prints, on a
+//!    line of its own on the serial console,
+//!    `[kernel] power off: init exited with status S` (S in decimal), and then writes
+//!    0x12 to the `isa-debug-exit` port (0xf4), so QEMU exits with status
+//!    (0x12 << 1) | 1 = **37**.
+//! 2. The runner watches the serial output as it passes it through (live, to the
+//!    terminal; stdin stays the terminal in run mode) and, when QEMU exits with 37,
+//!    exits with the S of the **last** such line.
+//!
+//! Every other ending makes the runner print a `[runner] ...` line saying what
+//! happened and exit with a status of its own:
+//!
+//! | how QEMU ended                                   | runner exits with              |
+//! |--------------------------------------------------|--------------------------------|
+//! | 37 and a power-off line                          | S                              |
+//! | 37 without a power-off line                      | 125                            |
+//! | 33 (kernel's success code, test kernels)         | 0 (plain run); 125 with --init |
+//! | 35 (kernel panic / failure)                      | 125, with the panic message    |
+//! | 0 after Ctrl-A X ("QEMU: Terminated")            | 0 (plain run); 130 with --init |
+//! | 0 otherwise (reset, triple fault: -no-reboot)    | 125                            |
+//! | any other status, or QEMU killed by a signal     | 125                            |
+//! | timeout (`KRUN_TIMEOUT` / `KTEST_TIMEOUT`)       | 124                            |
+//! | the runner itself failed (bad arguments, build)  | 2                              |
+//!
+//! Run mode has no timeout unless `KRUN_TIMEOUT=SECONDS` is set; on timeout QEMU gets
+//! SIGTERM (so it restores the terminal), then SIGKILL. Test mode (`--test`, or cargo's
+//! test binaries) with `--init` follows the same table with `KTEST_TIMEOUT` (default
+//! 120 s); test kernels without `--init` are judged by [`crate::judge`] as before.
 
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::power_off::{self, Expect, SerialWatch};
 use crate::{Firmware, Mode, Options};
 
 /// Guest RAM. Matches the reference Linux measurements in the issues.
@@ -69,25 +106,14 @@ pub fn command(opts: &Options, image: &Path) -> Result<Command> {
     Ok(cmd)
 }
 
-/// Run QEMU for a person: the terminal is the serial console. Returns the exit status
-/// translated for the shell (QEMU's 33 "success" becomes 0).
-pub fn run_interactive(mut command: Command) -> Result<i32> {
-    let status = command.status().context("cannot start QEMU")?;
-    Ok(match status.code() {
-        Some(33) => 0,
-        Some(code) => code,
-        None => 1,
-    })
-}
-
-/// How a test kernel's QEMU run ended.
+/// How QEMU's run ended.
 #[derive(Debug)]
 pub enum Ending {
     /// QEMU exited with this status.
     Exited(i32),
     /// QEMU was killed by a signal.
     Signalled,
-    /// It ran past the timeout and was killed.
+    /// It ran past the timeout and was stopped.
     TimedOut(Duration),
 }
 
@@ -100,31 +126,97 @@ pub struct TestRun {
     pub banner_after: Option<Duration>,
 }
 
-/// Run a test kernel: echo its serial output, enforce the timeout, and collect the output.
-pub fn run_test(mut command: Command, name: &str) -> Result<TestRun> {
-    let timeout = std::env::var("KTEST_TIMEOUT")
+/// Where QEMU's stdin comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Console {
+    /// The terminal (a person types into the guest's serial console).
+    Interactive,
+    /// Nothing (/dev/null): tests and scripts.
+    Detached,
+}
+
+/// Whether to keep the whole serial output (test kernels) or only scan it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Output,
+    ScanOnly,
+}
+
+/// One QEMU run.
+struct Session {
+    ending: Ending,
+    output: String,
+    watch: SerialWatch,
+    elapsed: Duration,
+    banner_after: Option<Duration>,
+}
+
+/// A timeout in seconds from `var`: unset or empty = none; otherwise a positive number.
+pub fn timeout_from_env(var: &str) -> Result<Option<Duration>> {
+    match std::env::var(var) {
+        Err(_) => Ok(None),
+        Ok(s) if s.trim().is_empty() => Ok(None),
+        Ok(s) => match s.trim().parse::<f64>() {
+            Ok(secs) if secs > 0.0 && secs.is_finite() => Ok(Some(Duration::from_secs_f64(secs))),
+            _ => bail!("{var}={s:?}: want a number of seconds"),
+        },
+    }
+}
+
+/// The run-mode timeout: `KRUN_TIMEOUT` seconds, none when unset.
+pub fn run_timeout() -> Result<Option<Duration>> {
+    timeout_from_env("KRUN_TIMEOUT")
+}
+
+/// The test timeout: `KTEST_TIMEOUT` seconds, default 120.
+fn test_timeout() -> Duration {
+    let secs = std::env::var("KTEST_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_TEST_TIMEOUT_SECS);
-    let timeout = Duration::from_secs(timeout);
-    println!(
-        "[runner] booting {name} in QEMU (timeout {} s)",
-        timeout.as_secs()
-    );
+    Duration::from_secs(secs)
+}
+
+/// Ask QEMU to stop (SIGTERM: it restores the terminal it put in raw mode), then kill
+/// it if it has not gone after a few seconds.
+fn stop(child: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with the pid of our own child, which we have not waited for
+        // yet, so the pid cannot have been reused; it touches no memory of ours.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Run QEMU, echoing its serial output live, scanning it, enforcing `timeout`.
+fn run_session(
+    mut command: Command,
+    console: Console,
+    keep: Keep,
+    timeout: Option<Duration>,
+) -> Result<Session> {
     let start = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start QEMU")?;
+    command.stdout(Stdio::piped());
+    match console {
+        Console::Interactive => command.stdin(Stdio::inherit()),
+        Console::Detached => command.stdin(Stdio::null()),
+    };
+    let mut child = command.spawn().context("cannot start QEMU")?;
     let mut stdout = child.stdout.take().context("QEMU stdout")?;
-    let output = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let banner_at = Arc::new(Mutex::new(None::<Duration>));
+    let shared = Arc::new(Mutex::new((Vec::<u8>::new(), SerialWatch::default(), None)));
     let reader = {
-        let output = Arc::clone(&output);
-        let banner_at = Arc::clone(&banner_at);
+        let shared = Arc::clone(&shared);
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
+            let mut tail = Vec::<u8>::new(); // for spotting the banner across chunks
             while let Ok(n) = stdout.read(&mut buf) {
                 if n == 0 {
                     break;
@@ -132,11 +224,20 @@ pub fn run_test(mut command: Command, name: &str) -> Result<TestRun> {
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(&buf[..n]);
                 let _ = out.flush();
-                let mut all = output.lock().unwrap_or_else(|e| e.into_inner());
-                all.extend_from_slice(&buf[..n]);
-                let mut banner = banner_at.lock().unwrap_or_else(|e| e.into_inner());
-                if banner.is_none() && String::from_utf8_lossy(&all).contains(BANNER_MARK) {
-                    *banner = Some(start.elapsed());
+                drop(out);
+                let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+                let (output, watch, banner) = &mut *guard;
+                if keep == Keep::Output {
+                    output.extend_from_slice(&buf[..n]);
+                }
+                watch.feed(&buf[..n]);
+                if banner.is_none() {
+                    tail.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&tail).contains(BANNER_MARK) {
+                        *banner = Some(start.elapsed());
+                    }
+                    let keep_from = tail.len().saturating_sub(BANNER_MARK.len());
+                    tail.drain(..keep_from);
                 }
             }
         })
@@ -148,22 +249,98 @@ pub fn run_test(mut command: Command, name: &str) -> Result<TestRun> {
                 None => Ending::Signalled,
             };
         }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break Ending::TimedOut(timeout);
+        if let Some(limit) = timeout {
+            if start.elapsed() > limit {
+                match console {
+                    Console::Interactive => stop(&mut child),
+                    Console::Detached => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                }
+                break Ending::TimedOut(limit);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = start.elapsed();
     let _ = reader.join();
-    let output =
-        String::from_utf8_lossy(&output.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-    let banner_after = *banner_at.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(TestRun {
+    let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let (output, watch, banner) = &mut *guard;
+    watch.finish();
+    Ok(Session {
         ending,
-        output,
+        output: String::from_utf8_lossy(output).into_owned(),
+        watch: std::mem::take(watch),
         elapsed,
-        banner_after,
+        banner_after: *banner,
+    })
+}
+
+/// Print the `[runner]` line for an ending that was not a clean power-off, on a line of
+/// its own even if the guest's output did not end with a newline.
+fn report(verdict: &power_off::RunVerdict) {
+    if let Some(message) = &verdict.message {
+        println!("\n[runner] {message} (exit status {})", verdict.code);
+    }
+}
+
+/// Run QEMU for a person: the terminal is the serial console (stdin inherited), the
+/// output is passed through live and scanned for the power-off line. Returns the
+/// runner's exit status (see the module documentation). `timeout` comes from
+/// `KRUN_TIMEOUT` ([`run_timeout`]).
+pub fn run_interactive(command: Command, expect: Expect, timeout: Option<Duration>) -> Result<i32> {
+    if let Some(t) = timeout {
+        println!(
+            "[runner] KRUN_TIMEOUT: QEMU is stopped after {} s",
+            t.as_secs_f64()
+        );
+    }
+    let session = run_session(command, Console::Interactive, Keep::ScanOnly, timeout)?;
+    let verdict = power_off::verdict(&session.ending, &session.watch, expect, "KRUN_TIMEOUT");
+    report(&verdict);
+    Ok(verdict.code)
+}
+
+/// Run a user program as init, non-interactively (test mode): like [`run_interactive`]
+/// with stdin detached and `KTEST_TIMEOUT` (default 120 s). Returns init's status S or
+/// one of the runner's failure statuses.
+pub fn run_init_test(command: Command, name: &str) -> Result<i32> {
+    let timeout = test_timeout();
+    println!(
+        "[runner] booting with {name} as /init (timeout {} s)",
+        timeout.as_secs()
+    );
+    let session = run_session(command, Console::Detached, Keep::ScanOnly, Some(timeout))?;
+    let verdict = power_off::verdict(
+        &session.ending,
+        &session.watch,
+        Expect::InitStatus,
+        "KTEST_TIMEOUT",
+    );
+    report(&verdict);
+    if verdict.message.is_none() {
+        println!(
+            "[runner] {name}: init exited with status {} ({} ms in QEMU)",
+            verdict.code,
+            session.elapsed.as_millis()
+        );
+    }
+    Ok(verdict.code)
+}
+
+/// Run a test kernel: echo its serial output, enforce the timeout, and collect the output.
+pub fn run_test(command: Command, name: &str) -> Result<TestRun> {
+    let timeout = test_timeout();
+    println!(
+        "[runner] booting {name} in QEMU (timeout {} s)",
+        timeout.as_secs()
+    );
+    let session = run_session(command, Console::Detached, Keep::Output, Some(timeout))?;
+    Ok(TestRun {
+        ending: session.ending,
+        output: session.output,
+        elapsed: session.elapsed,
+        banner_after: session.banner_after,
     })
 }
