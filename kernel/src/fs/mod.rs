@@ -43,6 +43,23 @@ impl File {
         })
     }
 
+    /// The bytes of a regular file from the current offset on, and that offset (the
+    /// caller copies some and then calls [`File::advance`]). Not for the console.
+    pub fn remaining(&self) -> Result<(&[u8], usize), Errno> {
+        let data: &[u8] = match &self.kind {
+            FileKind::Initramfs { data } => data,
+            FileKind::Snapshot(text) => text,
+            FileKind::Console => return Err(Errno::EINVAL),
+        };
+        let off = *self.offset.lock();
+        Ok((data.get(off..).unwrap_or(&[]), off))
+    }
+
+    /// Move the offset forward by `n` bytes (after they were delivered).
+    pub fn advance(&self, n: usize) {
+        *self.offset.lock() += n;
+    }
+
     /// Read up to `buf.len()` bytes at the current offset (regular files only; the
     /// console is read by the syscall layer, which may block).
     pub fn read_at_offset(&self, buf: &mut [u8]) -> Result<usize, Errno> {

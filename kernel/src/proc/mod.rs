@@ -34,6 +34,7 @@ pub type Pid = u32;
 /// Signals we deliver (Linux numbers). Only SIGKILL can be sent with `kill`; the others
 /// come from faults.
 pub const SIGILL: i32 = 4;
+pub const SIGTRAP: i32 = 5;
 pub const SIGFPE: i32 = 8;
 pub const SIGKILL: i32 = 9;
 pub const SIGBUS: i32 = 7;
@@ -343,6 +344,7 @@ pub fn kill_current_for_fault(signal: i32, why: core::fmt::Arguments) -> ! {
 pub fn signal_name(signal: i32) -> &'static str {
     match signal {
         SIGILL => "SIGILL",
+        SIGTRAP => "SIGTRAP",
         SIGFPE => "SIGFPE",
         SIGKILL => "SIGKILL",
         SIGBUS => "SIGBUS",

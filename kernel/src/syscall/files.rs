@@ -88,18 +88,13 @@ pub fn read(args: Args) -> SysResult {
     match &f.kind {
         FileKind::Console => read_console(buf, count),
         FileKind::Initramfs { .. } | FileKind::Snapshot(_) => {
-            let mut done = 0;
-            while done < count {
-                let mut chunk = [0u8; CHUNK];
-                let want = (count - done).min(CHUNK);
-                let n = f.read_at_offset(&mut chunk[..want])?;
-                if n == 0 {
-                    break;
-                }
-                uaccess::write_bytes(buf + done as u64, &chunk[..n])?;
-                done += n;
-            }
-            Ok(done as u64)
+            // Copy straight from the file to the user buffer; the offset moves only by
+            // what arrived, so a bad buffer (EFAULT) leaves it where it was.
+            let (data, _) = f.remaining()?;
+            let n = count.min(data.len());
+            uaccess::write_bytes(buf, &data[..n])?;
+            f.advance(n);
+            Ok(n as u64)
         }
     }
 }

@@ -73,6 +73,13 @@ pub fn mmap(args: Args) -> SysResult {
     } else {
         Placement::Anywhere
     };
+    if matches!(
+        placement,
+        Placement::Fixed(_) | Placement::FixedNoReplace(_)
+    ) && addr.saturating_add(len) > crate::mm::page_table::USER_END
+    {
+        return Err(Errno::ENOMEM); // Linux: a fixed range beyond user space
+    }
     let aspace = sched::current().aspace();
     let start = aspace
         .map_anonymous(placement, len, prot, sharing)
@@ -100,6 +107,10 @@ pub fn mprotect(args: Args) -> SysResult {
         } else {
             Err(Errno::EINVAL)
         };
+    }
+    if at.is_aligned(PAGE_SIZE) && args.a0.saturating_add(args.a1) > crate::mm::page_table::USER_END
+    {
+        return Err(Errno::ENOMEM); // Linux: beyond user space is "not mapped"
     }
     sched::current()
         .aspace()

@@ -91,11 +91,18 @@ pub fn nanosleep(args: Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let ns = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
-    let ticks = ns.div_ceil(1_000_000_000 / interrupts::TIMER_HZ);
-    if ticks > 0 {
+    // Sleep in timer ticks until the monotonic clock (the TSC) says enough time has
+    // passed: the first tick may be partly gone already, so never return early.
+    let deadline = monotonic_ns().saturating_add(ns);
+    loop {
+        let now = monotonic_ns();
+        if now >= deadline {
+            return Ok(0);
+        }
+        let ticks = (deadline - now).div_ceil(1_000_000_000 / interrupts::TIMER_HZ);
         sched::sleep_ticks(ticks);
+        crate::proc::exit_if_killed();
     }
-    Ok(0)
 }
 
 /// Nanoseconds since boot per the TSC.
@@ -135,7 +142,11 @@ pub fn arch_prctl(args: Args) -> SysResult {
     const ARCH_GET_FS: u64 = 0x1003;
     match args.a0 {
         ARCH_SET_FS => {
-            let base = VirtAddr::try_new(args.a1).map_err(|_| Errno::EPERM)?;
+            // Linux: the base must be a user address (below TASK_SIZE_MAX).
+            let base = VirtAddr::try_new(args.a1)
+                .ok()
+                .filter(|b| b.as_u64() < crate::mm::page_table::USER_END)
+                .ok_or(Errno::EPERM)?;
             FsBase::write(base);
             sched::current().with(|p| p.fs_base = base.as_u64());
             Ok(0)

@@ -16,7 +16,11 @@ static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
     let mut idt = InterruptDescriptorTable::new();
     idt.divide_error.set_handler_fn(divide_error);
     idt.debug.set_handler_fn(debug);
-    idt.breakpoint.set_handler_fn(breakpoint);
+    // int3 is an instruction user code may execute: its gate must allow ring 3
+    // (otherwise the CPU raises #GP instead).
+    idt.breakpoint
+        .set_handler_fn(breakpoint)
+        .set_privilege_level(x86_64::PrivilegeLevel::Ring3);
     idt.overflow.set_handler_fn(overflow);
     idt.bound_range_exceeded
         .set_handler_fn(bound_range_exceeded);
@@ -136,8 +140,9 @@ fn from_user(frame: &InterruptStackFrame) -> bool {
 
 /// The signal Linux sends for an exception in user code.
 fn signal_for(vector: u8) -> i32 {
-    use crate::proc::{SIGBUS, SIGFPE, SIGILL, SIGSEGV};
+    use crate::proc::{SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGTRAP};
     match vector {
+        1 | 3 => SIGTRAP,
         0 | 16 | 19 => SIGFPE,
         6 => SIGILL,
         17 => SIGBUS,
@@ -211,6 +216,10 @@ fatal_handlers_with_code! {
 }
 
 extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
+    if from_user(&frame) {
+        // No debugger support: like Linux without a tracer, int3 kills with SIGTRAP.
+        fatal(3, "breakpoint (int3)", None, &frame);
+    }
     log::info!(
         "breakpoint (int3) at rip={:#x}; continuing",
         frame.instruction_pointer.as_u64()
