@@ -4,7 +4,9 @@
 //! reached through the physical-memory window. The range is chosen at boot from the
 //! memory map and is never handed to the frame allocator.
 
+use core::alloc::{GlobalAlloc, Layout};
 use linked_list_allocator::LockedHeap;
+use x86_64::instructions::interrupts::without_interrupts;
 use x86_64::PhysAddr;
 
 use super::phys_to_virt;
@@ -12,8 +14,26 @@ use super::phys_to_virt;
 /// Size of the kernel heap.
 pub const HEAP_SIZE: u64 = 16 * 1024 * 1024;
 
+/// The heap's lock is a spin lock; an interrupt handler that allocates (the timer wakes
+/// sleepers into a `Vec`) while the interrupted code holds it would spin forever. So
+/// every allocation and free runs with interrupts off.
+struct InterruptSafeHeap(LockedHeap);
+
+// SAFETY: forwards to LockedHeap's GlobalAlloc, which upholds the contract; disabling
+// interrupts around the calls changes nothing about the memory handed out.
+unsafe impl GlobalAlloc for InterruptSafeHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours (caller's layout is valid).
+        without_interrupts(|| unsafe { self.0.alloc(layout) })
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours (ptr came from alloc with this layout).
+        without_interrupts(|| unsafe { self.0.dealloc(ptr, layout) })
+    }
+}
+
 #[global_allocator]
-static ALLOCATOR: LockedHeap = LockedHeap::empty();
+static ALLOCATOR: InterruptSafeHeap = InterruptSafeHeap(LockedHeap::empty());
 
 /// The physical range backing the heap.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +58,7 @@ pub fn init(start: PhysAddr) {
     // allocation.
     unsafe {
         ALLOCATOR
+            .0
             .lock()
             .init(virt.as_mut_ptr::<u8>(), HEAP_SIZE as usize);
     }
@@ -49,6 +70,8 @@ pub fn init(start: PhysAddr) {
 
 /// Bytes currently allocated on the heap and bytes free (for tests and the shell).
 pub fn usage() -> (usize, usize) {
-    let heap = ALLOCATOR.lock();
-    (heap.used(), heap.free())
+    without_interrupts(|| {
+        let heap = ALLOCATOR.0.lock();
+        (heap.used(), heap.free())
+    })
 }

@@ -7,7 +7,6 @@
 //! neighbouring stack.
 #![deny(unsafe_code)]
 
-use alloc::vec::Vec;
 use spin::{Lazy, Mutex};
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
@@ -25,13 +24,33 @@ pub const MAX_STACKS: usize = 512;
 
 struct Area {
     table: PageTable,
-    free_slots: Vec<usize>,
+    /// Bit i set = slot i in use. The lowest free slot is always taken, so the stacks
+    /// stay packed and the page-table pages of the area are freed as processes go
+    /// (the free-frame count returns exactly to its baseline).
+    used: [u64; MAX_STACKS / 64],
+}
+
+impl Area {
+    fn take_slot(&mut self) -> Option<usize> {
+        let (word, bits) = self
+            .used
+            .iter_mut()
+            .enumerate()
+            .find(|(_, w)| **w != u64::MAX)?;
+        let bit = bits.trailing_ones() as usize;
+        *bits |= 1 << bit;
+        Some(word * 64 + bit)
+    }
+
+    fn free_slot(&mut self, slot: usize) {
+        self.used[slot / 64] &= !(1 << (slot % 64));
+    }
 }
 
 static AREA: Lazy<Mutex<Area>> = Lazy::new(|| {
     Mutex::new(Area {
         table: PageTable::kernel_stack_area(),
-        free_slots: (0..MAX_STACKS).rev().collect(),
+        used: [0; MAX_STACKS / 64],
     })
 });
 
@@ -55,7 +74,7 @@ impl KernelStack {
     pub fn new() -> Result<KernelStack, KstackError> {
         x86_64::instructions::interrupts::without_interrupts(|| {
             let mut area = AREA.lock();
-            let slot = area.free_slots.pop().ok_or(KstackError::NoSlot)?;
+            let slot = area.take_slot().ok_or(KstackError::NoSlot)?;
             let (bottom, top) = Self::bounds(slot);
             let mut cursor = area
                 .table
@@ -70,7 +89,7 @@ impl KernelStack {
                     debug_assert_eq!(e, MmError::NoMemory);
                     cursor.unmap_all();
                     drop(cursor);
-                    area.free_slots.push(slot);
+                    area.free_slot(slot);
                     return Err(KstackError::NoMemory);
                 }
                 page += PAGE_SIZE;
@@ -111,7 +130,7 @@ impl Drop for KernelStack {
                 .expect("slot bounds lie in the kernel-stack area");
             cursor.unmap_all();
             drop(cursor);
-            area.free_slots.push(self.slot);
+            area.free_slot(self.slot);
         });
     }
 }
