@@ -2,8 +2,10 @@
 # Run every test suite: host tests, then every QEMU test kernel. Keeps going after a
 # failure so one run shows everything, prints a summary, exits non-zero if anything failed.
 #
-#   host : cargo test of devices/ (the device model) and boot/ (the runner's judge)
-#   qemu : cargo test of the kernel: its in-kernel unit tests and every tests/*.rs kernel
+#   host : cargo test of devices/ (the device model) and boot/ (the runner), and the user
+#          programs run on Linux itself (they are ordinary static Linux executables)
+#   qemu : cargo test of the kernel (its in-kernel unit tests and every tests/*.rs kernel),
+#          then every user test program (target/user/bin/t_*) as /init of its own boot
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -20,8 +22,13 @@ step() { # step NAME COMMAND...
 # Host crates are built from / so the repo's bare-metal .cargo/config.toml does not apply.
 step "host: devices" bash -c "cd / && cargo +nightly test --manifest-path '$ROOT/devices/Cargo.toml' --target-dir '$ROOT/target/host'"
 step "host: boot (runner)" bash -c "cd / && cargo +nightly test --release --manifest-path '$ROOT/boot/Cargo.toml' --target-dir '$ROOT/target/boot'"
+# User programs (Rust and C) and the default initramfs the kernels boot with.
+step "build: user programs + initramfs" bash scripts/build-user.sh
+step "host: user programs on Linux" bash user/host-test.sh
 # --no-fail-fast: a failing kernel does not stop the others.
 step "qemu: kernel test kernels" cargo test --no-fail-fast
+# Every user test program as /init of its own boot (exit status + leak check).
+step "qemu: user test programs" bash scripts/user-tests.sh
 
 echo
 echo "=== summary ==="
