@@ -11,6 +11,9 @@ bootloader_api::entry_point!(kernel_main, config = &kernel::BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     kernel::init(boot_info);
+    if let Err(e) = kernel::drivers::hmm::init() {
+        serial_println!("[kernel] accelerator driver failed to start: {e:?}");
+    }
     match kernel::proc::spawn_init("/init", &["/init"]) {
         Ok(()) => kernel::proc::sched::run(),
         Err(e) => {

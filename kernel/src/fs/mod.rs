@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod initramfs;
+pub mod procfs;
 
 use alloc::sync::Arc;
 use spin::Mutex;
@@ -21,6 +22,8 @@ pub enum FileKind {
     Initramfs { data: &'static [u8] },
     /// A text generated when the file was opened (/proc/ps), read-only.
     Snapshot(alloc::vec::Vec<u8>),
+    /// /dev/hmm_dmirror0 or 1: one subscription of the emulated accelerator.
+    Dmirror(alloc::sync::Arc<crate::drivers::hmm::Mirror>),
 }
 
 /// An open file: its kind, how it was opened, and the read offset.
@@ -49,7 +52,7 @@ impl File {
         let data: &[u8] = match &self.kind {
             FileKind::Initramfs { data } => data,
             FileKind::Snapshot(text) => text,
-            FileKind::Console => return Err(Errno::EINVAL),
+            FileKind::Console | FileKind::Dmirror(_) => return Err(Errno::EINVAL),
         };
         let off = *self.offset.lock();
         Ok((data.get(off..).unwrap_or(&[]), off))
@@ -58,25 +61,6 @@ impl File {
     /// Move the offset forward by `n` bytes (after they were delivered).
     pub fn advance(&self, n: usize) {
         *self.offset.lock() += n;
-    }
-
-    /// Read up to `buf.len()` bytes at the current offset (regular files only; the
-    /// console is read by the syscall layer, which may block).
-    pub fn read_at_offset(&self, buf: &mut [u8]) -> Result<usize, Errno> {
-        let data: &[u8] = match &self.kind {
-            FileKind::Initramfs { data } => data,
-            FileKind::Snapshot(text) => text,
-            FileKind::Console => return Err(Errno::EINVAL),
-        };
-        {
-            {
-                let mut off = self.offset.lock();
-                let n = buf.len().min(data.len().saturating_sub(*off));
-                buf[..n].copy_from_slice(&data[*off..*off + n]);
-                *off += n;
-                Ok(n)
-            }
-        }
     }
 }
 

@@ -133,7 +133,8 @@ impl Process {
 }
 
 static TABLE: Mutex<BTreeMap<Pid, Arc<Process>>> = Mutex::new(BTreeMap::new());
-static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+/// Next pid to hand out; pid 1 is reserved for init.
+static NEXT_PID: AtomicU32 = AtomicU32::new(2);
 /// Free frames just before init started (the baseline checked at power-off).
 static BOOT_FREE_FRAMES: AtomicUsize = AtomicUsize::new(0);
 /// Set when init has ended: (status + 1), 0 = not requested.
@@ -170,6 +171,40 @@ fn kstack_error(e: KstackError) -> Errno {
     }
 }
 
+/// Kernel threads: not in the process table (they are not user processes and live
+/// until power-off), so they never count against the leak check.
+static KTHREADS: Mutex<Vec<Arc<Process>>> = Mutex::new(Vec::new());
+
+/// Start a kernel thread named `name` running `entry` (with interrupts off at entry:
+/// the body enables them). It has no address space and runs only kernel code; like
+/// every kernel code here it is not preempted and gives the CPU away by sleeping or
+/// yielding. Used by the accelerator's engine.
+pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Arc<Process>, Errno> {
+    let kstack = KernelStack::new().map_err(kstack_error)?;
+    // SAFETY: the stack was just mapped and is used by nothing else.
+    let rsp = unsafe { context::prepare_kernel_thread_stack(kstack.top(), entry) };
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    let p = Arc::new(Process {
+        pid,
+        kstack,
+        saved_rsp: AtomicU64::new(rsp),
+        fpu: Mutex::new(FpuState::default()),
+        killed: AtomicBool::new(false),
+        inner: Mutex::new(ProcInner {
+            state: State::Runnable,
+            ppid: 0,
+            name: name.into(),
+            aspace: None,
+            files: FileTable::default(),
+            fs_base: 0,
+            brk: Brk::default(),
+        }),
+    });
+    interrupts::without_interrupts(|| KTHREADS.lock().push(p.clone()));
+    sched::enqueue(p.clone());
+    Ok(p)
+}
+
 /// Create pid 1 from the initramfs file `path` with `argv`, ready to run.
 pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
     BOOT_FREE_FRAMES.store(frame::free_frames(), Ordering::Relaxed);
@@ -180,7 +215,7 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
     let frame = TrapFrame::new_user(image.entry, image.stack_pointer);
     // SAFETY: the stack was just mapped and is used by nothing else.
     let rsp = unsafe { context::prepare_new_stack(kstack.top(), &frame) };
-    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    let pid = 1;
     start(Arc::new(Process {
         pid,
         kstack,

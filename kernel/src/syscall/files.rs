@@ -40,6 +40,9 @@ pub fn open(args: Args) -> SysResult {
     let kind = match path.as_str() {
         "/dev/console" => FileKind::Console,
         "/proc/ps" => FileKind::Snapshot(ps_text()),
+        "/proc/self/ptes" => FileKind::Snapshot(crate::fs::procfs::page_states(&sched::current())),
+        "/dev/hmm_dmirror0" => FileKind::Dmirror(crate::drivers::hmm::open(0)?),
+        "/dev/hmm_dmirror1" => FileKind::Dmirror(crate::drivers::hmm::open(1)?),
         _ => match crate::fs::initramfs::lookup(&path) {
             Some(_) if writable => return Err(Errno::EROFS),
             Some(data) => FileKind::Initramfs { data },
@@ -87,6 +90,7 @@ pub fn read(args: Args) -> SysResult {
     }
     match &f.kind {
         FileKind::Console => read_console(buf, count),
+        FileKind::Dmirror(_) => Err(Errno::EINVAL),
         FileKind::Initramfs { .. } | FileKind::Snapshot(_) => {
             // Copy straight from the file to the user buffer; the offset moves only by
             // what arrived, so a bad buffer (EFAULT) leaves it where it was.
@@ -143,7 +147,9 @@ fn write_to(f: &File, buf: u64, count: usize) -> SysResult {
             }
             Ok(done as u64)
         }
-        FileKind::Initramfs { .. } | FileKind::Snapshot(_) => Err(Errno::EBADF),
+        FileKind::Initramfs { .. } | FileKind::Snapshot(_) | FileKind::Dmirror(_) => {
+            Err(Errno::EBADF)
+        }
     }
 }
 
@@ -173,6 +179,9 @@ pub fn ioctl(args: Args) -> SysResult {
     const TIOCGWINSZ: u64 = 0x5413;
     let f = file(args.a0)?;
     match (&f.kind, args.a1) {
+        (FileKind::Dmirror(mirror), request) => {
+            crate::drivers::hmm::ioctl(mirror, request, args.a2)
+        }
         (FileKind::Console, TIOCGWINSZ) => {
             // struct winsize { rows, cols, xpixel, ypixel: u16 }
             let ws: [u16; 4] = [24, 80, 0, 0];

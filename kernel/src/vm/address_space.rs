@@ -581,6 +581,22 @@ impl AddressSpace {
         })
     }
 
+    /// Every non-`None` entry in [start, end) (for the page-state dump).
+    pub fn mapped_entries(&self, start: VirtAddr, end: VirtAddr) -> Vec<(VirtAddr, Pte)> {
+        self.with(|inner| {
+            let mut out = Vec::new();
+            let Ok(cursor) = inner.table.cursor(start, end) else {
+                return out;
+            };
+            let mut from = start;
+            while let Some((va, pte)) = cursor.next_mapped(from) {
+                out.push((va, pte));
+                from = va + PAGE_SIZE;
+            }
+            out
+        })
+    }
+
     /// A copy of the VMA list.
     pub fn vmas(&self) -> Vec<Vma> {
         self.with(|inner| inner.vmas.iter().copied().collect())

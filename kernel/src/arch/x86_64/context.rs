@@ -75,6 +75,23 @@ pub unsafe fn prepare_new_stack(top: VirtAddr, frame: &TrapFrame) -> u64 {
     rsp
 }
 
+/// Lay out a fresh kernel stack so that switching to it calls `entry` (a kernel
+/// thread's body, which never returns). Returns the stack pointer to switch to.
+///
+/// # Safety
+/// [top - 64, top) must be a mapped, writable kernel stack that nothing else uses.
+pub unsafe fn prepare_kernel_thread_stack(top: VirtAddr, entry: extern "C" fn() -> !) -> u64 {
+    // After `ret` pops the entry address, rsp must be 8 mod 16, as after a `call`.
+    let ret_addr = (top.as_u64() - 16) & !0xf;
+    let rsp = ret_addr - 6 * 8;
+    // SAFETY: all writes lie in [top - 72, top), inside the stack (caller).
+    unsafe {
+        (ret_addr as *mut u64).write(entry as *const () as u64);
+        core::ptr::write_bytes(rsp as *mut u64, 0, 6);
+    }
+    rsp
+}
+
 /// Where the [`TrapFrame`] of a process sits on its kernel stack (the syscall entry
 /// and [`prepare_new_stack`] both put it at the very top).
 pub fn trap_frame_at(top: VirtAddr) -> *mut TrapFrame {
