@@ -11,9 +11,11 @@ bootloader_api::entry_point!(kernel_main, config = &kernel::BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     kernel::init(boot_info);
-    if let Err(e) = kernel::drivers::hmm::init() {
-        serial_println!("[kernel] accelerator driver failed to start: {e:?}");
-    }
+    // The emulated accelerator plugs into the software PCI segment; enumeration lists
+    // QEMU's real bus and it, and the driver binds by vendor/device id.
+    kernel::drivers::hmm::register();
+    kernel::drivers::pci::print_lspci();
+    kernel::drivers::pci::bind_drivers(&[kernel::drivers::hmm::PCI_DRIVER]);
     match kernel::proc::spawn_init("/init", &["/init"]) {
         Ok(()) => kernel::proc::sched::run(),
         Err(e) => {

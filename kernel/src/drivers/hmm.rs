@@ -28,10 +28,12 @@ use devices::accel::{
     Accelerator, Access, Command, CommandId, Completion, ContextId, DeviceError, HostMemory,
     Invalidation, PageRequestError, PageRequests, Perm, Translation,
 };
+use devices::pci::Width;
 use spin::{Mutex, MutexGuard, Once};
 use x86_64::instructions::interrupts;
 use x86_64::VirtAddr;
 
+use super::pci::{self, SoftwareFunction};
 use crate::mm::pte::Pte;
 use crate::mm::{phys_to_virt, PAGE_SIZE};
 use crate::proc::{sched, Process};
@@ -110,14 +112,31 @@ impl Accel {
     }
 }
 
-/// Bring up the accelerator: enable memory space, bus mastering and PRI in its
-/// configuration space, and start the engine thread. Called once by the PCI probe
-/// (or directly at boot).
-pub fn init() -> Result<(), Errno> {
-    let mut dev = Accelerator::new();
-    enable_device(&mut dev);
+/// Where the accelerator sits on the software PCI segment.
+const PCI_SLOT: (u8, u8, u8) = (0, 0, 0);
+
+/// The accelerator's configuration space as the PCI layer sees it: reads and writes
+/// go to the device model's `ConfigSpace`, exactly as config cycles reach a real device.
+struct ConfigPort(Arc<Accel>);
+
+impl SoftwareFunction for ConfigPort {
+    fn config_read(&self, offset: u16) -> u32 {
+        let dev = self.0.lock_device();
+        dev.config()
+            .read(offset as usize, Width::Dword)
+            .unwrap_or(pci::ABSENT)
+    }
+    fn config_write(&self, offset: u16, value: u32) {
+        let mut dev = self.0.lock_device();
+        let _ = dev.config_mut().write(offset as usize, Width::Dword, value);
+    }
+}
+
+/// Power on the emulated accelerator: create the device model and plug it into the
+/// software PCI segment, where enumeration finds it and [`probe`] binds this driver.
+pub fn register() {
     let accel = Arc::new(Accel {
-        device: Mutex::new(dev),
+        device: Mutex::new(Accelerator::new()),
         pending: Mutex::new(VecDeque::new()),
         mirrors: Mutex::new(BTreeMap::new()),
         done: Mutex::new(BTreeMap::new()),
@@ -127,29 +146,65 @@ pub fn init() -> Result<(), Errno> {
         engine: Once::new(),
     });
     ACCEL.call_once(|| accel.clone());
-    let engine = crate::proc::spawn_kernel_thread("accel", engine_main)?;
-    accel.engine.call_once(|| engine);
-    Ok(())
+    let (bus, device, function) = PCI_SLOT;
+    pci::register_software_function(bus, device, function, Arc::new(ConfigPort(accel)));
 }
 
-/// Program the configuration space as a driver does at probe: Memory Space + Bus
-/// Master in COMMAND, and the PRI capability's Enable bit.
-fn enable_device(dev: &mut Accelerator) {
-    use devices::pci::{regs, Command as PciCommand, Width};
-    let cfg = dev.config_mut();
-    let value = (PciCommand::MEMORY_SPACE | PciCommand::BUS_MASTER).bits() as u32;
-    let _ = cfg.write(regs::header::COMMAND, Width::Word, value);
-    if let Some(pri) = cfg.find_extended_capability(regs::ext_cap_id::PRI) {
-        let _ = cfg.write(
-            pri + regs::pri::CONTROL,
-            Width::Word,
-            regs::pri::CONTROL_ENABLE as u32,
-        );
+/// The PCI driver entry for the accelerator (bound by vendor/device id).
+pub const PCI_DRIVER: pci::PciDriver = pci::PciDriver {
+    name: "hmm_dmirror",
+    vendor_id: devices::pci::ids::ACCEL_IDENTITY.vendor_id,
+    device_id: devices::pci::ids::ACCEL_IDENTITY.device_id,
+    probe,
+};
+
+/// Probe (Linux `pci_driver.probe`): enable memory space and bus mastering in COMMAND
+/// and PRI in its extended capability, through ordinary config cycles, then start the
+/// engine thread. Afterwards the device files work.
+fn probe(f: &pci::PciFunction) {
+    use devices::pci::{regs, Command as PciCommand};
+    let addr = f.address;
+    let command = pci::config_read(addr, regs::header::COMMAND as u16);
+    let enable = (PciCommand::MEMORY_SPACE | PciCommand::BUS_MASTER).bits() as u32;
+    pci::config_write(addr, regs::header::COMMAND as u16, command | enable);
+    match devices::pci::find_extended_capability(&ConfigOf(addr), regs::ext_cap_id::PRI) {
+        Some(pri) => {
+            let at = (pri + regs::pri::CONTROL) & !3;
+            let shift = ((pri + regs::pri::CONTROL) & 3) * 8;
+            let v = pci::config_read(addr, at as u16);
+            pci::config_write(
+                addr,
+                at as u16,
+                v | ((regs::pri::CONTROL_ENABLE as u32) << shift),
+            );
+        }
+        None => log::warn!("{addr}: no PRI capability; page requests will fail"),
+    }
+    let Some(accel) = ACCEL.get() else { return };
+    match crate::proc::spawn_kernel_thread("accel-engine", engine_main) {
+        Ok(engine) => {
+            accel.engine.call_once(|| engine);
+            log::info!("{addr}: accelerator enabled, engine thread started");
+        }
+        Err(e) => log::warn!("{addr}: cannot start the engine thread: {e:?}"),
     }
 }
 
+/// Config reads of one function, for the capability walkers of `devices::pci`.
+struct ConfigOf(pci::PciAddress);
+
+impl devices::pci::ConfigRead for ConfigOf {
+    fn read_dword(&self, offset: usize) -> Result<u32, devices::pci::AccessError> {
+        Ok(pci::config_read(self.0, offset as u16))
+    }
+}
+
+/// The accelerator, once probed (ENODEV before: no device, or no driver bound).
 fn accel() -> Result<&'static Arc<Accel>, Errno> {
-    ACCEL.get().ok_or(Errno::ENODEV)
+    ACCEL
+        .get()
+        .filter(|a| a.engine.get().is_some())
+        .ok_or(Errno::ENODEV)
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,2 +1,4 @@
 //! Device drivers.
+pub mod hmm;
+pub mod pci;
 pub mod serial;

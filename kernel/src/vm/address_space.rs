@@ -480,8 +480,8 @@ impl AddressSpace {
     }
 
     /// A copy-on-write copy of this address space for a forked child (Linux `dup_mmap`
-    /// + `copy_pte_range`). Private pages become read-only in both and shared (refcount
-    /// and mapcount +1, anon-exclusive cleared): the first write on either side copies
+    /// and `copy_pte_range`). Private pages become read-only in both and shared
+    /// (refcount and mapcount +1, anon-exclusive cleared): the first write on either side copies
     /// or reuses the frame. Shared mappings stay shared and writable.
     ///
     /// A device-exclusive entry is restored in place in the parent first (Linux
