@@ -45,9 +45,11 @@ lint: setup
 	cd user && cargo clippy --release
 
 ## make bench: memory-management micro-benchmarks (release build, in QEMU, key=value lines)
-bench: setup
-	cargo build --release --bin bench
+bench: setup user
+	cargo build --release --bin bench --bin kernel
 	./run-qemu.sh target/x86_64-target/release/bench
+	KRUN_TIMEOUT=600 ./run-qemu.sh target/x86_64-target/release/kernel --init $(USER_BIN)/bench
+	KRUN_TIMEOUT=600 ./run-qemu.sh target/x86_64-target/release/kernel --init $(USER_BIN)/bench_hmm
 
 clean:
 	cargo clean

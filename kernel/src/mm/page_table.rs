@@ -21,6 +21,7 @@
 //! Linux equivalents: `pgd_alloc`, `walk_page_range`, `apply_to_page_range`,
 //! `free_pgtables`.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 use x86_64::registers::control::{Cr3, Cr3Flags};
@@ -209,6 +210,7 @@ impl PageTable {
             end,
             active,
             pending_flush: None,
+            last_leaf_table: Cell::new(None),
         })
     }
 
@@ -417,9 +419,31 @@ pub struct Cursor<'a> {
     end: VirtAddr,
     active: bool,
     pending_flush: Option<(VirtAddr, VirtAddr)>,
+    /// The level-1 table of the last 2 MiB region walked, so a run of operations on
+    /// neighbouring pages walks the tree once per table instead of once per page.
+    /// Cleared whenever a table may have been freed.
+    last_leaf_table: Cell<Option<(u64, PhysFrame)>>,
 }
 
 impl Cursor<'_> {
+    /// The leaf slot of `va`, through the one-entry cache of the last level-1 table.
+    fn leaf(&self, va: VirtAddr, alloc: Alloc) -> Result<Option<LeafSlot>, MmError> {
+        let region = va.as_u64() >> 21;
+        if let Some((r, table)) = self.last_leaf_table.get() {
+            if r == region {
+                return Ok(Some(LeafSlot {
+                    table,
+                    index: index(va, 1),
+                }));
+            }
+        }
+        let slot = self.table.leaf(va, alloc)?;
+        if let Some(s) = &slot {
+            self.last_leaf_table.set(Some((region, s.table)));
+        }
+        Ok(slot)
+    }
+
     fn check(&self, va: VirtAddr) -> Result<(), MmError> {
         if !va.is_aligned(PAGE_SIZE) {
             return Err(MmError::Unaligned);
@@ -438,7 +462,7 @@ impl Cursor<'_> {
     /// What the entry for `va` is.
     pub fn query(&self, va: VirtAddr) -> Result<Pte, MmError> {
         self.check(va)?;
-        Ok(match self.table.leaf(va, Alloc::Never)? {
+        Ok(match self.leaf(va, Alloc::Never)? {
             Some(slot) => slot.read(),
             None => Pte::None,
         })
@@ -455,10 +479,11 @@ impl Cursor<'_> {
         flags: PageTableFlags,
     ) -> Result<(), MmError> {
         self.check(va)?;
-        let slot = match self.table.leaf(va, Alloc::IfMissing) {
+        let slot = match self.leaf(va, Alloc::IfMissing) {
             Ok(slot) => slot.expect("Alloc::IfMissing always yields a slot"),
             Err(e) => {
                 // Out of memory half-way down: free the tables this walk created.
+                self.last_leaf_table.set(None);
                 self.table.prune(va);
                 return Err(e);
             }
@@ -481,7 +506,7 @@ impl Cursor<'_> {
     /// mapping fewer), or `None` if nothing was mapped. Frees tables that become empty.
     pub fn unmap(&mut self, va: VirtAddr) -> Result<Option<Unmapped>, MmError> {
         self.check(va)?;
-        let Some(slot) = self.table.leaf(va, Alloc::Never)? else {
+        let Some(slot) = self.leaf(va, Alloc::Never)? else {
             return Ok(None);
         };
         let pte = Pte::decode(slot.entry().swap(0, Ordering::AcqRel));
@@ -491,8 +516,11 @@ impl Cursor<'_> {
         if self.active {
             tlb::flush_page(va);
         }
-        frame::meta(slot.table).pt_dec();
-        self.table.prune(va);
+        if frame::meta(slot.table).pt_dec() == 0 {
+            // The level-1 table is empty: free it (and emptied parents).
+            self.last_leaf_table.set(None);
+            self.table.prune(va);
+        }
         Ok(Some(Unmapped { pte, frame }))
     }
 
