@@ -329,6 +329,36 @@ impl PageRequests for HostPages<'_> {
         vpn: u64,
         access: Access,
     ) -> Result<Translation, PageRequestError> {
+        let answer = self.serve(ctx, vpn, access)?;
+        // Serving the request may itself have invalidated this very page for this
+        // context (restoring another device's exclusive entry, breaking COW). Those
+        // invalidations were queued because the device is busy, but they happened
+        // before the answer existed, and the answer replaces that translation anyway:
+        // drop them, or the device would throw the fresh answer away and ask forever.
+        let (start, end) = (vpn * PAGE_SIZE, (vpn + 1) * PAGE_SIZE);
+        locked(&self.accel.pending, |q| {
+            q.retain(|inv| !(inv.ctx == Some(ctx) && inv.start >= start && inv.end <= end))
+        });
+        Ok(answer)
+    }
+
+    fn page_request_done(&mut self, ctx: ContextId, vpn: u64) {
+        self.done(ctx, vpn);
+    }
+
+    fn take_invalidation(&mut self) -> Option<Invalidation> {
+        locked(&self.accel.pending, |q| q.pop_front())
+    }
+}
+
+impl HostPages<'_> {
+    /// Make the page accessible as asked and answer with its translation.
+    fn serve(
+        &mut self,
+        ctx: ContextId,
+        vpn: u64,
+        access: Access,
+    ) -> Result<Translation, PageRequestError> {
         let (aspace, owner) = locked(&self.accel.mirrors, |m| m.get(&ctx.0).cloned())
             .ok_or(PageRequestError::Fault)?;
         let aspace = aspace.upgrade().ok_or(PageRequestError::Fault)?;
@@ -378,7 +408,9 @@ impl PageRequests for HostPages<'_> {
         }
     }
 
-    fn page_request_done(&mut self, ctx: ContextId, vpn: u64) {
+    /// The device installed the answer for (ctx, vpn): unlock the frame (or keep it
+    /// locked a while, for the hold test hook).
+    fn done(&mut self, ctx: ContextId, vpn: u64) {
         let Some(i) = self
             .held
             .iter()
@@ -394,10 +426,6 @@ impl PageRequests for HostPages<'_> {
             locked(&self.accel.held, |h| h.push((until, alloc::vec![guard])));
         }
         // else: dropping the guard unlocks the frame and drops the reference.
-    }
-
-    fn take_invalidation(&mut self) -> Option<Invalidation> {
-        locked(&self.accel.pending, |q| q.pop_front())
     }
 }
 
@@ -542,10 +570,10 @@ fn device_errno(e: DeviceError) -> Errno {
 /// Submit `command`, wake the engine, sleep until it completes.
 fn run(accel: &Accel, command: Command) -> Result<Completion, Errno> {
     let me = sched::current();
-    let id = accel
-        .lock_device()
-        .submit(command)
-        .map_err(|_| Errno::EBUSY)?;
+    let id = accel.lock_device().submit(command).map_err(|e| {
+        log::warn!("accelerator refused a command: {e:?}");
+        Errno::EBUSY
+    })?;
     locked(&accel.waiters, |w| w.insert(id.0, me.clone()));
     if let Some(engine) = accel.engine.get() {
         sched::wake(engine);
