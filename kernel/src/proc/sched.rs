@@ -85,6 +85,12 @@ fn wait_for_lock() {
 pub fn run() -> ! {
     crate::mm::frame::set_wait_hook(wait_for_lock);
     loop {
+        // Let pending interrupts in between two processes: a process that yields with
+        // interrupts off (waiting for a frame lock inside the page-fault handler) must
+        // not keep the timer, and so every sleeper's wake-up, out forever. (`nop`: an
+        // interrupt is only taken after the instruction that follows `sti`.)
+        interrupts::enable();
+        x86_64::instructions::nop();
         interrupts::disable();
         let next = locked(&RUN_QUEUE, |q| q.pop_front());
         let Some(p) = next else {
