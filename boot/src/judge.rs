@@ -132,6 +132,9 @@ pub fn verdict(ending: &Ending, counts: &Counts) -> Verdict {
 
 /// Print the verdict for `name`, record it in `KTEST_RESULTS`, return the exit status.
 pub fn report(name: &str, run: &TestRun) -> i32 {
+    if !run.output.is_empty() && !run.output.ends_with('\n') {
+        println!(); // the kernel stopped mid-line (e.g. a hang after `name ... `)
+    }
     let counts = count(&run.output);
     let v = verdict(&run.ending, &counts);
     let banner = run
