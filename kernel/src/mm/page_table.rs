@@ -454,6 +454,13 @@ impl Cursor<'_> {
         Ok(())
     }
 
+    /// The slot of `va` in an existing level-1 table (`NotMapped` if the tables on the
+    /// way are missing).
+    fn existing_slot(&self, va: VirtAddr) -> Result<LeafSlot, MmError> {
+        self.check(va)?;
+        self.leaf(va, Alloc::Never)?.ok_or(MmError::NotMapped)
+    }
+
     /// The range this cursor covers.
     pub fn range(&self) -> (VirtAddr, VirtAddr) {
         (self.start, self.end)
@@ -534,11 +541,7 @@ impl Cursor<'_> {
         frame: Frame,
         flags: PageTableFlags,
     ) -> Result<Unmapped, MmError> {
-        self.check(va)?;
-        let slot = self
-            .table
-            .leaf(va, Alloc::Never)?
-            .ok_or(MmError::NotMapped)?;
+        let slot = self.existing_slot(va)?;
         let old = slot.read();
         if old.is_none() {
             return Err(MmError::NotMapped);
@@ -564,11 +567,7 @@ impl Cursor<'_> {
     /// frame reference and the mapcount stay with the entry. Returns the old entry.
     /// Panics if the frames differ or the entry is `None` (a caller bug).
     pub fn replace(&mut self, va: VirtAddr, new: Pte) -> Result<Pte, MmError> {
-        self.check(va)?;
-        let slot = self
-            .table
-            .leaf(va, Alloc::Never)?
-            .ok_or(MmError::NotMapped)?;
+        let slot = self.existing_slot(va)?;
         let old = slot.read();
         match (old.frame(), new.frame()) {
             (Some(a), Some(b)) if a == b => {}

@@ -115,6 +115,24 @@ pub struct Process {
 }
 
 impl Process {
+    /// A runnable process whose kernel stack `kstack` is prepared to resume at `rsp`.
+    fn new(
+        pid: Pid,
+        kstack: KernelStack,
+        rsp: u64,
+        fpu: FpuState,
+        inner: ProcInner,
+    ) -> Arc<Process> {
+        Arc::new(Process {
+            pid,
+            kstack,
+            saved_rsp: AtomicU64::new(rsp),
+            fpu: Mutex::new(fpu),
+            killed: AtomicBool::new(false),
+            inner: Mutex::new(inner),
+        })
+    }
+
     /// Run `f` on the mutable part, with interrupts off.
     pub fn with<R>(&self, f: impl FnOnce(&mut ProcInner) -> R) -> R {
         interrupts::without_interrupts(|| f(&mut self.inner.lock()))
@@ -184,13 +202,12 @@ pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Ar
     // SAFETY: the stack was just mapped and is used by nothing else.
     let rsp = unsafe { context::prepare_kernel_thread_stack(kstack.top(), entry) };
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
-    let p = Arc::new(Process {
+    let p = Process::new(
         pid,
         kstack,
-        saved_rsp: AtomicU64::new(rsp),
-        fpu: Mutex::new(FpuState::default()),
-        killed: AtomicBool::new(false),
-        inner: Mutex::new(ProcInner {
+        rsp,
+        FpuState::default(),
+        ProcInner {
             state: State::Runnable,
             ppid: 0,
             name: name.into(),
@@ -198,8 +215,8 @@ pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Ar
             files: FileTable::default(),
             fs_base: 0,
             brk: Brk::default(),
-        }),
-    });
+        },
+    );
     interrupts::without_interrupts(|| KTHREADS.lock().push(p.clone()));
     sched::enqueue(p.clone());
     Ok(p)
@@ -216,13 +233,12 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
     // SAFETY: the stack was just mapped and is used by nothing else.
     let rsp = unsafe { context::prepare_new_stack(kstack.top(), &frame) };
     let pid = 1;
-    start(Arc::new(Process {
+    start(Process::new(
         pid,
         kstack,
-        saved_rsp: AtomicU64::new(rsp),
-        fpu: Mutex::new(FpuState::default()),
-        killed: AtomicBool::new(false),
-        inner: Mutex::new(ProcInner {
+        rsp,
+        FpuState::default(),
+        ProcInner {
             state: State::Runnable,
             ppid: 0,
             name: basename(path).into(),
@@ -230,8 +246,8 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
             files: FileTable::with_console(),
             fs_base: 0,
             brk: image.brk,
-        }),
-    }));
+        },
+    ));
     Ok(())
 }
 
@@ -266,13 +282,12 @@ pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
             i.brk,
         )
     });
-    start(Arc::new(Process {
+    start(Process::new(
         pid,
         kstack,
-        saved_rsp: AtomicU64::new(rsp),
-        fpu: Mutex::new(fpu),
-        killed: AtomicBool::new(false),
-        inner: Mutex::new(ProcInner {
+        rsp,
+        fpu,
+        ProcInner {
             state: State::Runnable,
             ppid: parent.pid,
             name,
@@ -280,8 +295,8 @@ pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
             files,
             fs_base,
             brk,
-        }),
-    }));
+        },
+    ));
     Ok(pid)
 }
 
