@@ -108,6 +108,9 @@ impl Accel {
     fn drain(&self, dev: &mut Accelerator) {
         while let Some(inv) = locked(&self.pending, |q| q.pop_front()) {
             dev.invalidate(inv.ctx, inv.start, inv.end);
+            if let Some(ctx) = inv.ctx {
+                debug_assert!(!dev.has_atomic(ctx, inv.start..inv.end), "I3 broken");
+            }
         }
     }
 }
@@ -474,6 +477,8 @@ impl MmuNotifier for MirrorNotifier {
         match self.accel.device.try_lock() {
             Some(mut dev) => {
                 dev.invalidate(inv.ctx, inv.start, inv.end);
+                // I3: after a notifier covering a page, no ATOMIC translation remains.
+                debug_assert!(!dev.has_atomic(self.ctx, inv.start..inv.end), "I3 broken");
             }
             // The engine holds the device (its own page request caused this): queue it;
             // the device drains the queue before it uses any translation.

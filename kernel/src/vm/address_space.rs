@@ -559,7 +559,24 @@ impl AddressSpace {
             })?;
             first_pass = false;
             match busy {
-                None => break,
+                None => {
+                    // Debug builds check the invariants of both sides after every fork
+                    // (I1, I4, I5; I2: the child has no exclusive entry at all).
+                    #[cfg(debug_assertions)]
+                    {
+                        let kid = child
+                            .check_invariants()
+                            .unwrap_or_else(|v| panic!("fork: child: {v}"));
+                        assert_eq!(
+                            kid.exclusive, 0,
+                            "fork: I2 broken: the child got an exclusive entry"
+                        );
+                        if let Err(v) = self.check_invariants() {
+                            panic!("fork: parent: {v}");
+                        }
+                    }
+                    break;
+                }
                 Some(frame) => {
                     // Sleep until the driver unlocks the frame, then look again.
                     frame.meta().lock();
@@ -694,6 +711,10 @@ impl Drop for AddressSpace {
     /// Tell the devices the whole address space is going away (Linux `exit_mmap` ->
     /// `mmu_notifier_release`); the page table's own drop frees everything.
     fn drop(&mut self) {
+        #[cfg(debug_assertions)]
+        if let Err(v) = self.check_invariants() {
+            panic!("AddressSpace::drop: invariant broken: {v}");
+        }
         self.notify(
             VirtAddr::new(0),
             VirtAddr::new(USER_END),
