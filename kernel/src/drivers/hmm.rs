@@ -71,7 +71,8 @@ const MAX_PAGES: u64 = devices::accel::MAX_COMMAND_PAGES;
 pub struct Accel {
     device: Mutex<Accelerator>,
     /// Invalidations that arrived while the engine held the device.
-    pending: Mutex<VecDeque<Invalidation>>,
+    /// (and the event that caused each, see `HostPages::page_request`).
+    pending: Mutex<VecDeque<(Invalidation, NotifyEvent)>>,
     /// Contexts -> (address space, owner cookie), for page requests.
     mirrors: Mutex<BTreeMap<u32, (Weak<AddressSpace>, Owner)>>,
     /// Finished commands, waiting for their ioctl to pick them up.
@@ -106,7 +107,7 @@ impl Accel {
 
     /// Apply queued invalidations (call with the device locked).
     fn drain(&self, dev: &mut Accelerator) {
-        while let Some(inv) = locked(&self.pending, |q| q.pop_front()) {
+        while let Some((inv, _)) = locked(&self.pending, |q| q.pop_front()) {
             dev.invalidate(inv.ctx, inv.start, inv.end);
             if let Some(ctx) = inv.ctx {
                 debug_assert!(!dev.has_atomic(ctx, inv.start..inv.end), "I3 broken");
@@ -184,6 +185,7 @@ fn probe(f: &pci::PciFunction) {
         None => log::warn!("{addr}: no PRI capability; page requests will fail"),
     }
     let Some(accel) = ACCEL.get() else { return };
+    sched::set_poll(release_held_frames);
     match crate::proc::spawn_kernel_thread("accel-engine", engine_main) {
         Ok(engine) => {
             accel.engine.call_once(|| engine);
@@ -264,6 +266,13 @@ extern "C" fn engine_main() -> ! {
     }
 }
 
+/// The scheduler's between-processes hook: release held frames whose time is over.
+fn release_held_frames() {
+    if let Some(accel) = ACCEL.get() {
+        release_held(accel);
+    }
+}
+
 /// Drop frames whose hold time is over (the S-F2/S-C2 test hook).
 fn release_held(accel: &Accel) {
     let now = crate::arch::x86_64::interrupts::ticks();
@@ -334,13 +343,20 @@ impl PageRequests for HostPages<'_> {
     ) -> Result<Translation, PageRequestError> {
         let answer = self.serve(ctx, vpn, access)?;
         // Serving the request may itself have invalidated this very page for this
-        // context (restoring another device's exclusive entry, breaking COW). Those
-        // invalidations were queued because the device is busy, but they happened
-        // before the answer existed, and the answer replaces that translation anyway:
-        // drop them, or the device would throw the fresh answer away and ask forever.
+        // context (`Clear`: restoring another device's exclusive entry, breaking COW).
+        // Those invalidations were queued because the device is busy, but they happened
+        // before the answer existed, and the answer (read from the page table after
+        // them) replaces that translation anyway: drop them, or the device would throw
+        // the fresh answer away and ask forever. Other events (fork, munmap, mprotect)
+        // stay queued.
         let (start, end) = (vpn * PAGE_SIZE, (vpn + 1) * PAGE_SIZE);
         locked(&self.accel.pending, |q| {
-            q.retain(|inv| !(inv.ctx == Some(ctx) && inv.start >= start && inv.end <= end))
+            q.retain(|(inv, event)| {
+                !(*event == NotifyEvent::Clear
+                    && inv.ctx == Some(ctx)
+                    && inv.start >= start
+                    && inv.end <= end)
+            })
         });
         Ok(answer)
     }
@@ -350,7 +366,7 @@ impl PageRequests for HostPages<'_> {
     }
 
     fn take_invalidation(&mut self) -> Option<Invalidation> {
-        locked(&self.accel.pending, |q| q.pop_front())
+        locked(&self.accel.pending, |q| q.pop_front()).map(|(inv, _)| inv)
     }
 }
 
@@ -482,7 +498,7 @@ impl MmuNotifier for MirrorNotifier {
             }
             // The engine holds the device (its own page request caused this): queue it;
             // the device drains the queue before it uses any translation.
-            None => locked(&self.accel.pending, |q| q.push_back(inv)),
+            None => locked(&self.accel.pending, |q| q.push_back((inv, event))),
         }
     }
 }

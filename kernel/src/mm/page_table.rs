@@ -332,8 +332,9 @@ impl PageTable {
             frame::meta(table).clear_flags(FrameFlags::PAGE_TABLE);
             // SAFETY: the parent entry we just cleared owned this table's reference.
             drop(unsafe { Frame::from_raw(table) });
-            if self.is_active() {
-                // The paging-structure caches may still hold the freed table.
+            if self.is_active() || self.is_kernel() {
+                // The paging-structure caches may still hold the freed table (kernel-
+                // stack tables are in every address space, so always for those).
                 tlb::flush_all();
             }
         }

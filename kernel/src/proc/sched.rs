@@ -81,6 +81,16 @@ fn wait_for_lock() {
     }
 }
 
+/// Work the scheduler loop does between two processes (set by a driver; see
+/// `drivers::hmm`: releasing frames whose test hold time is over must not depend on a
+/// thread that may itself be waiting for one of them).
+static POLL: spin::Once<fn()> = spin::Once::new();
+
+/// Install the between-processes work function (once).
+pub fn set_poll(f: fn()) {
+    POLL.call_once(|| f);
+}
+
 /// The scheduler loop. Never returns.
 pub fn run() -> ! {
     crate::mm::frame::set_wait_hook(wait_for_lock);
@@ -92,6 +102,9 @@ pub fn run() -> ! {
         interrupts::enable();
         x86_64::instructions::nop();
         interrupts::disable();
+        if let Some(poll) = POLL.get() {
+            poll();
+        }
         let next = locked(&RUN_QUEUE, |q| q.pop_front());
         let Some(p) = next else {
             if super::power_off_requested() {

@@ -365,7 +365,9 @@ impl AddressSpace {
         if !vma.allows(access) {
             return FaultOutcome::BadAccess(BadAccessReason::Protection { prot: vma.prot });
         }
-        match inner.fix_entry(&vma, page, access) {
+        match inner.fix_entry(&vma, page, access, &|va, ev| {
+            self.notify(va, va + PAGE_SIZE, ev, None)
+        }) {
             Ok(fix) => FaultOutcome::Fixed(fix),
             Err(FixError::Mm(MmError::NoMemory)) => FaultOutcome::OutOfMemory,
             Err(FixError::Mm(e)) => panic!("handle_fault: unexpected {e:?} at {addr:?}"),
@@ -442,7 +444,9 @@ impl AddressSpace {
                             return Ok(None);
                         }
                         Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. } => {
-                            match inner.fix_entry(&vma, page, access) {
+                            match inner.fix_entry(&vma, page, access, &|va, ev| {
+                                self.notify(va, va + PAGE_SIZE, ev, None)
+                            }) {
                                 Ok(_) => {}
                                 Err(FixError::Mm(e)) => return Err(e),
                                 Err(FixError::Exclusive(frame)) => {
@@ -494,15 +498,55 @@ impl AddressSpace {
     /// is dropped (freeing all it got) and the parent is left valid.
     pub fn fork(&self) -> Result<Arc<AddressSpace>, MmError> {
         let child = AddressSpace::new()?;
-        // Devices lose write access to private writable VMAs (they become COW).
-        for vma in self.vmas() {
-            if vma.sharing == Sharing::Private && vma.prot.contains(Prot::WRITE) {
-                self.notify(vma.start, vma.end, NotifyEvent::ProtectionPage, None);
+        // Shared anonymous memory must be the same frames in both: give every page of a
+        // shared VMA its frame now, so a page first touched after fork is not demand-
+        // zeroed separately on each side. (Linux backs such VMAs with one shmem object;
+        // we have no page cache, so this costs the whole VMA at fork time.)
+        self.with(|parent| -> Result<(), MmError> {
+            let shared: Vec<Vma> = parent
+                .vmas
+                .iter()
+                .filter(|v| v.sharing == Sharing::Shared)
+                .copied()
+                .collect();
+            for vma in shared {
+                let mut page = vma.start;
+                while page < vma.end {
+                    let empty =
+                        parent.table.cursor(page, page + PAGE_SIZE)?.query(page)? == Pte::None;
+                    if empty {
+                        match parent.fix_entry(&vma, page, Access::Read, &|_, _| {}) {
+                            Ok(_) => {}
+                            Err(FixError::Mm(e)) => return Err(e),
+                            Err(FixError::Exclusive(_)) => {
+                                unreachable!("shared VMAs have no exclusive entries")
+                            }
+                        }
+                    }
+                    page += PAGE_SIZE;
+                }
             }
-        }
+            Ok(())
+        })?;
         let mut resume = VirtAddr::new(0);
         let mut first_pass = true;
         loop {
+            // Devices lose write access to private writable VMAs (they become COW). Sent
+            // again for the rest of the range after every wait below: a device may have
+            // been given new translations while fork slept.
+            for vma in self.vmas() {
+                if vma.sharing == Sharing::Private
+                    && vma.prot.contains(Prot::WRITE)
+                    && vma.end > resume
+                {
+                    self.notify(
+                        vma.start.max(resume),
+                        vma.end,
+                        NotifyEvent::ProtectionPage,
+                        None,
+                    );
+                }
+            }
             // Copy from `resume` on; stop early if an exclusive entry's frame is locked.
             let busy = self.with(|parent| -> Result<Option<Frame>, MmError> {
                 let mut guard = child.inner.lock();
@@ -529,6 +573,9 @@ impl AddressSpace {
                                 // SAFETY: the entry holds a reference; we hold the lock.
                                 return Ok(Some(unsafe { Frame::get_ref(frame) }));
                             }
+                            // Every device drops the page (a device that took it while
+                            // fork slept is not covered by the ProtectionPage above).
+                            self.notify(va, va + PAGE_SIZE, NotifyEvent::Clear, None);
                             let exclusive = meta.flags().contains(FrameFlags::ANON_EXCLUSIVE);
                             let flags = restored_flags(vma, frame, exclusive);
                             pc.replace(va, Pte::Present { frame, flags })?;
@@ -548,11 +595,6 @@ impl AddressSpace {
                             flags - PageTableFlags::WRITABLE
                         }
                     };
-                    let kid_pte = Pte::Present {
-                        frame,
-                        flags: child_flags,
-                    };
-                    debug_assert!(!matches!(kid_pte, Pte::DeviceExclusive { .. }), "I2");
                     cc.map(va, reference, child_flags)?;
                 }
                 Ok(None)
@@ -741,6 +783,7 @@ impl Inner {
         vma: &Vma,
         page: VirtAddr,
         access: Access,
+        notify: &dyn Fn(VirtAddr, NotifyEvent),
     ) -> Result<Fix, FixError> {
         let mut cursor = self.table.cursor(page, page + PAGE_SIZE)?;
         match cursor.query(page)? {
@@ -787,6 +830,9 @@ impl Inner {
                 copy.meta()
                     .set_flags(FrameFlags::ANON | FrameFlags::ANON_EXCLUSIVE);
                 // The old frame loses one mapping; its other users keep it.
+                // Devices must drop the old frame before the entry moves to the copy
+                // (Linux `wp_page_copy` sends MMU_NOTIFY_CLEAR).
+                notify(page, NotifyEvent::Clear);
                 cursor.exchange(page, copy, vma.pte_flags(true))?;
                 Ok(Fix::CowCopy)
             }

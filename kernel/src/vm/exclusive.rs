@@ -140,7 +140,11 @@ impl AddressSpace {
                         cursor.flush();
                         true
                     }
-                    _ => false,
+                    // Changed meanwhile (unmapped, read-only again, another frame, or
+                    // another device's exclusive entry): start over.
+                    Ok(Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. }) | Err(_) => {
+                        false
+                    }
                 }
             });
             if converted {
