@@ -596,22 +596,38 @@ impl Cursor<'_> {
     pub fn next_mapped(&self, from: VirtAddr) -> Option<(VirtAddr, Pte)> {
         let mut va = from.max(self.start).align_up(PAGE_SIZE);
         'outer: while va < self.end {
-            let mut table = self.table.root();
-            for level in (2..=4).rev() {
-                let raw = entries(table)[index(va, level)].load(Ordering::Acquire);
-                if raw == 0 {
-                    // Skip the whole region this missing table would cover.
-                    let next = (va.as_u64() / span(level) + 1) * span(level);
-                    va = VirtAddr::new(next.min(self.end.as_u64()));
-                    continue 'outer;
+            // Find the level-1 table covering `va`: the cached one, or by walking.
+            let region = va.as_u64() >> 21;
+            let table = match self.last_leaf_table.get() {
+                Some((r, table)) if r == region => table,
+                _ => {
+                    let mut table = self.table.root();
+                    for level in (2..=4).rev() {
+                        let raw = entries(table)[index(va, level)].load(Ordering::Acquire);
+                        if raw == 0 {
+                            // Skip the whole region this missing table would cover.
+                            let next = (va.as_u64() / span(level) + 1) * span(level);
+                            va = VirtAddr::new(next.min(self.end.as_u64()));
+                            continue 'outer;
+                        }
+                        table = table_frame(raw);
+                    }
+                    self.last_leaf_table.set(Some((region, table)));
+                    table
                 }
-                table = table_frame(raw);
+            };
+            // Scan the rest of that table.
+            let l1 = entries(table);
+            for i in index(va, 1)..ENTRIES {
+                if va >= self.end {
+                    return None;
+                }
+                let pte = Pte::decode(l1[i].load(Ordering::Acquire));
+                if !pte.is_none() {
+                    return Some((va, pte));
+                }
+                va += PAGE_SIZE;
             }
-            let pte = Pte::decode(entries(table)[index(va, 1)].load(Ordering::Acquire));
-            if !pte.is_none() {
-                return Some((va, pte));
-            }
-            va += PAGE_SIZE;
         }
         None
     }

@@ -54,13 +54,14 @@ pub fn write_i32(addr: u64, v: i32) -> Result<(), Errno> {
     write_bytes(addr, &v.to_le_bytes())
 }
 
-/// Write several 64-bit words to user memory, in order.
+/// Write up to 8 64-bit words to user memory, in order (timespecs, ioctl structs).
 pub fn write_u64s(addr: u64, words: &[u64]) -> Result<(), Errno> {
-    let mut raw = Vec::with_capacity(words.len() * 8);
-    for w in words {
-        raw.extend_from_slice(&w.to_le_bytes());
+    let mut raw = [0u8; 64];
+    assert!(words.len() <= 8, "write_u64s: at most 8 words");
+    for (i, w) in words.iter().enumerate() {
+        raw[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
-    write_bytes(addr, &raw)
+    write_bytes(addr, &raw[..words.len() * 8])
 }
 
 /// Read a NUL-terminated string of at most `max` bytes (ENAMETOOLONG beyond, EINVAL
