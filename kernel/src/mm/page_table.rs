@@ -617,12 +617,11 @@ impl Cursor<'_> {
                 }
             };
             // Scan the rest of that table.
-            let l1 = entries(table);
-            for i in index(va, 1)..ENTRIES {
+            for entry in &entries(table)[index(va, 1)..] {
                 if va >= self.end {
                     return None;
                 }
-                let pte = Pte::decode(l1[i].load(Ordering::Acquire));
+                let pte = Pte::decode(entry.load(Ordering::Acquire));
                 if !pte.is_none() {
                     return Some((va, pte));
                 }
