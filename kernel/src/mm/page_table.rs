@@ -631,6 +631,43 @@ impl Cursor<'_> {
         None
     }
 
+    /// Visit every non-`None` entry of the range in address order, reading each level-1
+    /// table once; `f` returns `Some(new)` to change the entry in place (same frame, as
+    /// [`Cursor::replace`]: the reference and the mapcount stay) or `None` to leave it.
+    /// The fast path of mprotect. Panics if `f` changes an entry's frame (a caller bug).
+    pub fn update_each(&mut self, mut f: impl FnMut(VirtAddr, Pte) -> Option<Pte>) {
+        let mut from = self.start;
+        while let Some((first, _)) = self.next_mapped(from) {
+            // next_mapped left the level-1 table of `first` in the cache.
+            let (_, table) = self
+                .last_leaf_table
+                .get()
+                .expect("next_mapped caches its table");
+            let mut va = first;
+            for entry in &entries(table)[index(first, 1)..] {
+                if va >= self.end {
+                    break;
+                }
+                let old = Pte::decode(entry.load(Ordering::Acquire));
+                if !old.is_none() {
+                    if let Some(new) = f(va, old) {
+                        assert_eq!(
+                            old.frame(),
+                            new.frame(),
+                            "Cursor::update_each changes a frame at {va:?}"
+                        );
+                        entry.store(new.encode(), Ordering::Release);
+                        if self.active {
+                            self.note_flush(va);
+                        }
+                    }
+                }
+                va += PAGE_SIZE;
+            }
+            from = va;
+        }
+    }
+
     /// Unmap everything in the range; returns how many entries were removed. The frames
     /// are released as they go.
     pub fn unmap_all(&mut self) -> usize {

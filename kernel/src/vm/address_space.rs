@@ -323,24 +323,24 @@ impl AddressSpace {
             inner.vmas.split_at(start)?;
             inner.vmas.split_at(end)?;
             inner.vmas.set_prot(start, end, prot);
+            // One pass over the entries of each VMA in the range.
             let Inner { table, vmas } = inner;
-            let mut cursor = table.cursor(start, end)?;
-            let mut from = start;
-            while let Some((va, pte)) = cursor.next_mapped(from) {
-                let vma = vmas
-                    .find(va)
-                    .expect("entry inside a covered range has a VMA");
-                match pte {
+            // (set_prot may have merged them with neighbours: clamp to the range.)
+            for vma in vmas.iter().filter(|v| v.start < end && v.end > start) {
+                let mut cursor = table.cursor(vma.start.max(start), vma.end.min(end))?;
+                cursor.update_each(|_, pte| match pte {
                     Pte::Present { frame, .. } => {
-                        let meta = frame::meta(frame);
-                        let exclusive = meta.flags().contains(FrameFlags::ANON_EXCLUSIVE);
-                        cursor.protect(va, vma.pte_flags(exclusive))?;
+                        let exclusive = frame::meta(frame)
+                            .flags()
+                            .contains(FrameFlags::ANON_EXCLUSIVE);
+                        Some(Pte::Present {
+                            frame,
+                            flags: vma.pte_flags(exclusive),
+                        })
                     }
                     // Writability of an exclusive entry is decided when it is restored.
-                    Pte::DeviceExclusive { .. } => {}
-                    Pte::None => unreachable!("next_mapped never yields None entries"),
-                }
-                from = va + PAGE_SIZE;
+                    Pte::DeviceExclusive { .. } | Pte::None => None,
+                });
             }
             Ok(())
         })
