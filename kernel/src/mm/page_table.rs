@@ -22,6 +22,7 @@
 //! `free_pgtables`.
 
 use core::cell::Cell;
+use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Once;
 use x86_64::registers::control::{Cr3, Cr3Flags};
@@ -631,12 +632,18 @@ impl Cursor<'_> {
         None
     }
 
-    /// Visit every non-`None` entry of the range in address order, reading each level-1
-    /// table once; `f` returns `Some(new)` to change the entry in place (same frame, as
-    /// [`Cursor::replace`]: the reference and the mapcount stay) or `None` to leave it.
-    /// The fast path of mprotect. Panics if `f` changes an entry's frame (a caller bug).
-    pub fn update_each(&mut self, mut f: impl FnMut(VirtAddr, Pte) -> Option<Pte>) {
-        let mut from = self.start;
+    /// Visit every non-`None` entry from `from` to the end of the range in address
+    /// order, reading each level-1 table once. `f` returns `Continue(Some(new))` to
+    /// change the entry in place (same frame, as [`Cursor::replace`]: the reference and
+    /// the mapcount stay), `Continue(None)` to leave it, or `Break(())` to stop there
+    /// (that entry unchanged). Returns where it stopped, or `None` at the end. The fast
+    /// path of mprotect and fork. Panics if `f` changes an entry's frame (a caller bug).
+    pub fn update_each(
+        &mut self,
+        from: VirtAddr,
+        mut f: impl FnMut(VirtAddr, Pte) -> ControlFlow<(), Option<Pte>>,
+    ) -> Option<VirtAddr> {
+        let mut from = from;
         while let Some((first, _)) = self.next_mapped(from) {
             // next_mapped left the level-1 table of `first` in the cache.
             let (_, table) = self
@@ -650,15 +657,19 @@ impl Cursor<'_> {
                 }
                 let old = Pte::decode(entry.load(Ordering::Acquire));
                 if !old.is_none() {
-                    if let Some(new) = f(va, old) {
-                        assert_eq!(
-                            old.frame(),
-                            new.frame(),
-                            "Cursor::update_each changes a frame at {va:?}"
-                        );
-                        entry.store(new.encode(), Ordering::Release);
-                        if self.active {
-                            self.note_flush(va);
+                    match f(va, old) {
+                        ControlFlow::Break(()) => return Some(va),
+                        ControlFlow::Continue(None) => {}
+                        ControlFlow::Continue(Some(new)) => {
+                            assert_eq!(
+                                old.frame(),
+                                new.frame(),
+                                "Cursor::update_each changes a frame at {va:?}"
+                            );
+                            entry.store(new.encode(), Ordering::Release);
+                            if self.active {
+                                self.note_flush(va);
+                            }
                         }
                     }
                 }
@@ -666,6 +677,7 @@ impl Cursor<'_> {
             }
             from = va;
         }
+        None
     }
 
     /// Unmap everything in the range; returns how many entries were removed. The frames

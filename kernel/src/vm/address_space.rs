@@ -18,6 +18,7 @@ use crate::mm::frame::{self, Frame, FrameFlags};
 use crate::mm::page_table::{PageTable, USER_END};
 use crate::mm::pte::Pte;
 use crate::mm::{MmError, PAGE_SIZE};
+use core::ops::ControlFlow;
 use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::structures::paging::PhysFrame;
 
@@ -328,18 +329,18 @@ impl AddressSpace {
             // (set_prot may have merged them with neighbours: clamp to the range.)
             for vma in vmas.iter().filter(|v| v.start < end && v.end > start) {
                 let mut cursor = table.cursor(vma.start.max(start), vma.end.min(end))?;
-                cursor.update_each(|_, pte| match pte {
+                cursor.update_each(vma.start.max(start), |_, pte| match pte {
                     Pte::Present { frame, .. } => {
                         let exclusive = frame::meta(frame)
                             .flags()
                             .contains(FrameFlags::ANON_EXCLUSIVE);
-                        Some(Pte::Present {
+                        ControlFlow::Continue(Some(Pte::Present {
                             frame,
                             flags: vma.pte_flags(exclusive),
-                        })
+                        }))
                     }
                     // Writability of an exclusive entry is decided when it is restored.
-                    Pte::DeviceExclusive { .. } | Pte::None => None,
+                    Pte::DeviceExclusive { .. } | Pte::None => ControlFlow::Continue(None),
                 });
             }
             Ok(())
@@ -559,45 +560,58 @@ impl AddressSpace {
                 let mut cc = kid
                     .table
                     .cursor(VirtAddr::new(0), VirtAddr::new(USER_END))?;
-                let mut from = resume;
-                while let Some((va, pte)) = pc.next_mapped(from) {
-                    resume = va;
-                    from = va + PAGE_SIZE;
-                    let vma = vmas.find(va).expect("every entry lies in a VMA");
+                let mut outcome: Result<Option<Frame>, MmError> = Ok(None);
+                let mut vma_here: Option<Vma> = None;
+                let stopped = pc.update_each(resume, |va, pte| {
+                    let vma = match vma_here {
+                        Some(v) if v.contains(va) => v,
+                        _ => *vmas.find(va).expect("every entry lies in a VMA"),
+                    };
+                    vma_here = Some(vma);
                     let (frame, flags) = match pte {
-                        Pte::None => unreachable!("next_mapped never yields None entries"),
+                        Pte::None => unreachable!("update_each never yields None entries"),
                         Pte::Present { frame, flags } => (frame, flags),
                         Pte::DeviceExclusive { frame } => {
                             let meta = frame::meta(frame);
                             if !meta.try_lock() {
                                 // SAFETY: the entry holds a reference; we hold the lock.
-                                return Ok(Some(unsafe { Frame::get_ref(frame) }));
+                                outcome = Ok(Some(unsafe { Frame::get_ref(frame) }));
+                                return ControlFlow::Break(());
                             }
                             // Every device drops the page (a device that took it while
                             // fork slept is not covered by the ProtectionPage above).
                             self.notify(va, va + PAGE_SIZE, NotifyEvent::Clear, None);
                             let exclusive = meta.flags().contains(FrameFlags::ANON_EXCLUSIVE);
-                            let flags = restored_flags(vma, frame, exclusive);
-                            pc.replace(va, Pte::Present { frame, flags })?;
+                            let flags = restored_flags(&vma, frame, exclusive);
+                            // We hold the address-space lock until the entry is written.
                             meta.unlock();
                             (frame, flags)
                         }
                     };
-                    // SAFETY: the parent's entry holds a reference and we hold its lock.
-                    let reference = unsafe { Frame::get_ref(frame) };
                     let child_flags = match vma.sharing {
                         Sharing::Shared => flags,
-                        Sharing::Private => {
-                            frame::meta(frame).clear_flags(FrameFlags::ANON_EXCLUSIVE);
-                            if flags.contains(PageTableFlags::WRITABLE) {
-                                pc.protect(va, flags - PageTableFlags::WRITABLE)?;
-                            }
-                            flags - PageTableFlags::WRITABLE
-                        }
+                        Sharing::Private => flags - PageTableFlags::WRITABLE,
                     };
-                    cc.map(va, reference, child_flags)?;
+                    // SAFETY: the parent's entry holds a reference and we hold its lock.
+                    let reference = unsafe { Frame::get_ref(frame) };
+                    if let Err(e) = cc.map(va, reference, child_flags) {
+                        outcome = Err(e);
+                        return ControlFlow::Break(());
+                    }
+                    if vma.sharing == Sharing::Private {
+                        // Shared now: the next write on either side copies or reuses.
+                        frame::meta(frame).clear_flags(FrameFlags::ANON_EXCLUSIVE);
+                    }
+                    let parent = Pte::Present {
+                        frame,
+                        flags: child_flags,
+                    };
+                    ControlFlow::Continue((parent != pte).then_some(parent))
+                });
+                if let Some(va) = stopped {
+                    resume = va;
                 }
-                Ok(None)
+                outcome
             })?;
             first_pass = false;
             match busy {
