@@ -16,11 +16,24 @@ if [ ${#tests[@]} -eq 0 ]; then
     echo "user-tests: no test programs in target/user/bin (run scripts/build-user.sh)" >&2
     exit 1
 fi
+# Programs whose source says `ktest: kernel=test-hooks` need the test-only hooks (see
+# user/c/hmm.h): they boot a second kernel built with the cargo feature `test-hooks`.
+HOOKS_KERNEL="${KTEST_HOOKS_KERNEL:-$ROOT/target/kernel-test-hooks}"
+if [ -z "${KTEST_HOOKS_KERNEL:-}" ] && grep -qs 'ktest: kernel=test-hooks' "$ROOT"/user/c/t_*.c; then
+    echo "[user-tests] building the test-hooks kernel"
+    (cd "$ROOT" && cargo build --features test-hooks &&
+        cp target/x86_64-target/debug/kernel "$HOOKS_KERNEL" && cargo build) || exit 1
+fi
 for t in "${tests[@]}"; do
     name="user:$(basename "$t")"
     log="$ROOT/target/user-test-$(basename "$t").log"
+    kernel="$KERNEL"
+    if grep -qs 'ktest: kernel=test-hooks' "$ROOT/user/c/$(basename "$t").c"; then
+        kernel="$HOOKS_KERNEL"
+        name="$name(test-hooks)"
+    fi
     echo "[user-tests] $name"
-    "$ROOT/run-qemu.sh" "$KERNEL" --init "$t" </dev/null 2>&1 | tee "$log"
+    "$ROOT/run-qemu.sh" "$kernel" --init "$t" </dev/null 2>&1 | tee "$log""
     rc=${PIPESTATUS[0]}
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
     passed=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"${summary:-0 passed}")

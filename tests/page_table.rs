@@ -10,6 +10,7 @@
 extern crate alloc;
 
 use kernel::mm::frame::{free_frames, Frame};
+use kernel::mm::gather::{Gather, NoDevices};
 use kernel::mm::page_table::{PageTable, USER_END};
 use kernel::mm::pte::Pte;
 use kernel::mm::MmError;
@@ -52,15 +53,23 @@ fn map_query_unmap_one_page() {
             (1, 1),
             "entry owns one ref + one map"
         );
-        let unmapped = c.unmap(page).unwrap().expect("was mapped");
-        assert_eq!(unmapped.frame.meta().mapcount(), 0);
+        let mut gather = Gather::begin(&NoDevices, page, page + 4096u64);
+        let unmapped = c.unmap(page, &mut gather).unwrap().expect("was mapped");
+        assert_eq!(unmapped.frame(), Some(phys));
+        assert_eq!(meta.mapcount(), 0);
+        assert_eq!(
+            meta.refcount(),
+            1,
+            "the gather keeps the frame until it finishes"
+        );
         assert_eq!(c.query(page), Ok(Pte::None));
         assert!(
-            c.unmap(page).unwrap().is_none(),
+            c.unmap(page, &mut gather).unwrap().is_none(),
             "second unmap finds nothing"
         );
-        drop(unmapped);
         drop(c);
+        gather.finish();
+        assert_eq!(meta.refcount(), 0, "finish freed the frame");
         assert_eq!(pt.table_pages(), 1, "empty tables were not freed");
     }
     assert_eq!(free_frames(), base, "frames leaked");
@@ -86,8 +95,10 @@ fn ranges_crossing_table_boundaries() {
         // root + (L3, L2, L1) on each side of the boundary
         assert_eq!(pt.table_pages(), 7, "tables on both sides of the boundary");
         let mut c = pt.cursor(start, end).unwrap();
-        assert_eq!(c.unmap_all(), 8);
+        let mut gather = Gather::begin(&NoDevices, start, end);
+        assert_eq!(c.unmap_all(&mut gather), 8);
         drop(c);
+        gather.finish();
         assert_eq!(pt.table_pages(), 1);
     }
     assert_eq!(free_frames(), base);
@@ -195,10 +206,12 @@ fn protect_replace_exchange() {
         // exchange: the entry moves to a new frame; the old one comes back unmapped
         let new = Frame::alloc_zeroed().unwrap();
         let new_phys = new.phys_frame();
-        let old = c.exchange(p, new, RW).unwrap();
-        assert_eq!(old.frame.phys_frame(), phys);
-        assert_eq!(old.frame.meta().mapcount(), 0);
+        let mut gather = Gather::begin(&NoDevices, p, p + 4096u64);
+        let old = c.exchange(p, new, RW, &mut gather).unwrap();
+        assert_eq!(old.frame(), Some(phys));
+        assert_eq!(m.mapcount(), 0);
         assert_eq!(c.query(p).unwrap().frame(), Some(new_phys));
+        gather.finish();
     }
     assert_eq!(free_frames(), base);
 }

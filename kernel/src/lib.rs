@@ -19,6 +19,7 @@ pub mod fs;
 pub mod klog;
 pub mod mm;
 pub mod proc;
+pub mod sync;
 pub mod syscall;
 pub mod testing;
 pub mod vm;

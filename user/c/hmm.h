@@ -17,13 +17,18 @@
  *   ATOMIC_ADD      the device adds (int32_t)ptr to every 32-bit word of every page, taking
  *                   exclusive access first where it lacks it (faults = page requests)
  *
- * Test hook (memkernel's driver): an EXCLUSIVE whose cmd.faults is N > 0 on input makes the
- * driver keep each converted frame locked for N ms after its device mapping is installed
- * (in the engine thread), while the ioctl itself returns at once. Every other call must
- * pass faults = 0, which the helpers below always do (Linux's hmm-tests leaves it
- * uninitialised; we cannot).
+ * cpages and faults are outputs only: the driver zeroes them first, as Linux's does, so
+ * whatever the caller leaves there (Linux's hmm-tests leaves them uninitialised) is harmless.
  *
- * ioctl returns 0 or -errno (raw syscall, like every helper in ktest.h); -EINTR is retried.
+ * Test hook, test kernels only (memkernel built with the cargo feature `test-hooks`, which
+ * scripts/user-tests.sh boots for programs whose source says `ktest: kernel=test-hooks`):
+ * HMM_DMIRROR_EXCLUSIVE_HOLD is EXCLUSIVE that also keeps each converted frame locked for
+ * cmd.faults ms after its device mapping is installed (in the engine thread), while the
+ * ioctl itself returns at once. A normal kernel answers EINVAL, as for any unknown request.
+ *
+ * The helpers call libc's ioctl(), as real programs do (musl passes the request as an int,
+ * sign-extended: the kernel must look at its low 32 bits only, as Linux does), and return 0
+ * or -errno; -EINTR is retried.
  *
  * hmm_main() replaces ktest_main(): when /dev/hmm_dmirror0 cannot be opened it prints
  *
@@ -37,13 +42,14 @@
 #define HMM_H
 
 #include "ktest.h"
+#include <sys/ioctl.h>
 
 struct hmm_dmirror_cmd {
 	uint64_t addr;   /* first page of the range (page aligned) */
 	uint64_t ptr;    /* user buffer (READ/WRITE/SNAPSHOT/EXCLUSIVE), or the value (ATOMIC_ADD) */
 	uint64_t npages; /* 1..HMM_MAX_PAGES */
 	uint64_t cpages; /* out: pages handled */
-	uint64_t faults; /* out: device page requests; in: 0, or the EXCLUSIVE hold hook (ms) */
+	uint64_t faults; /* out: device page requests; in: EXCLUSIVE_HOLD's hold time (ms) */
 };
 _Static_assert(sizeof(struct hmm_dmirror_cmd) == 40, "struct hmm_dmirror_cmd is 40 bytes");
 
@@ -53,6 +59,7 @@ _Static_assert(sizeof(struct hmm_dmirror_cmd) == 40, "struct hmm_dmirror_cmd is 
 #define HMM_DMIRROR_EXCLUSIVE 0xC0284805UL
 #define HMM_DMIRROR_CHECK_EXCLUSIVE 0xC0284806UL
 #define HMM_DMIRROR_ATOMIC_ADD 0xC0284840UL
+#define HMM_DMIRROR_EXCLUSIVE_HOLD 0xC0284841UL /* test kernels only, see above */
 
 /* SNAPSHOT bytes: Linux's HMM_DMIRROR_PROT_* plus ours (ATOMIC). */
 #define HMM_PROT_ERROR 0xFF
@@ -101,12 +108,12 @@ static inline long hmm_open(int unit)
 	return k_open(path, O_RDWR);
 }
 
-/* hmm_ioctl: the raw ioctl, retried on -EINTR. */
+/* hmm_ioctl: libc's ioctl(), as 0 or -errno, retried on EINTR. */
 static inline long hmm_ioctl(long fd, unsigned long req, struct hmm_dmirror_cmd *cmd)
 {
 	long r;
 	do {
-		r = k_ioctl((int)fd, req, cmd);
+		r = ioctl((int)fd, req, cmd) < 0 ? -errno : 0;
 	} while (r == -EINTR);
 	return r;
 }
@@ -140,9 +147,9 @@ static inline long hmm_exclusive(long fd, void *addr, uint64_t npages, void *mir
 }
 
 /*
- * hmm_exclusive_hold: EXCLUSIVE with the driver's test hook: cmd.faults = hold_ms on input
- * makes the driver keep the converted frames locked for hold_ms ms after installing its
- * mapping, in its engine thread, while this ioctl returns at once.
+ * hmm_exclusive_hold: EXCLUSIVE_HOLD (test kernels only): EXCLUSIVE, and the driver keeps
+ * the converted frames locked for hold_ms ms after installing its mapping, in its engine
+ * thread, while this ioctl returns at once.
  */
 static inline long hmm_exclusive_hold(long fd, void *addr, uint64_t npages, void *mirror, uint64_t hold_ms)
 {
@@ -152,7 +159,7 @@ static inline long hmm_exclusive_hold(long fd, void *addr, uint64_t npages, void
 	cmd.ptr = (uint64_t)(uintptr_t)mirror;
 	cmd.npages = npages;
 	cmd.faults = hold_ms;
-	return hmm_ioctl(fd, HMM_DMIRROR_EXCLUSIVE, &cmd);
+	return hmm_ioctl(fd, HMM_DMIRROR_EXCLUSIVE_HOLD, &cmd);
 }
 
 /* hmm_check_exclusive: 0 when no page of the range is atomic-mapped in the device, -EPERM if any is. */

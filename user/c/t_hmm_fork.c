@@ -17,6 +17,8 @@
  *                           SNAPSHOT shows nothing mapped there, the frames are freed
  *   S-Z2  exit              a child exits (or is killed, or exits while the driver holds a frame)
  *                           with exclusive pages and no cleanup: free memory exactly back
+ *
+ * ktest: kernel=test-hooks (uses HMM_DMIRROR_EXCLUSIVE_HOLD, see hmm.h)
  */
 #include "hmm.h"
 

@@ -15,6 +15,8 @@
  *                      16 pages, 200 rounds: every word ends at exactly 400
  *        atomic_add    semantics: cpages, faults (> 0 when the device lacked the pages, 0 when
  *                      it held them), negative and wrapping values, never-touched pages
+ *
+ * ktest: kernel=test-hooks (uses HMM_DMIRROR_EXCLUSIVE_HOLD, see hmm.h)
  */
 #include "hmm.h"
 

@@ -14,29 +14,35 @@
 //! The device works concurrently with user processes: commands run in the engine thread,
 //! which yields between commands, so CPU faults and device requests really interleave.
 //!
-//! Locking: the accelerator is behind a spin lock that is only ever taken with
-//! `try_lock` + yield ([`Accel::lock_device`]), because the engine holds it while it
-//! serves page requests, which can sleep (frame locks). A notifier that finds it held
-//! (the engine's own page request triggered the invalidation) queues the invalidation;
-//! the device drains that queue before it uses any translation.
+//! Locking (see `crate::sync` for the rule): the accelerator is behind a sleeping
+//! [`Mutex`], because the engine holds it while it serves page requests, which sleep
+//! (address-space lock, frame locks). Everything else is a short [`SpinLock`]. A
+//! notifier never waits for the device: if the device is held (the engine's own page
+//! request triggered the invalidation, or the engine sleeps in one), it queues the
+//! invalidation, and the device drains that queue before it uses any translation.
+//! A process waits for its command on a wait queue, killably; the engine sleeps on
+//! another while there is no work. Closing a device file never waits for the device:
+//! the context is destroyed by the engine.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use devices::accel::{
     Accelerator, Access, Command, CommandId, Completion, ContextId, DeviceError, HostMemory,
     Invalidation, PageRequestError, PageRequests, Perm, Translation,
 };
 use devices::pci::Width;
-use spin::{Mutex, MutexGuard, Once};
+use spin::Once;
 use x86_64::instructions::interrupts;
+use x86_64::structures::paging::PhysFrame;
 use x86_64::VirtAddr;
 
 use super::pci::{self, SoftwareFunction};
 use crate::mm::pte::Pte;
 use crate::mm::{phys_to_virt, PAGE_SIZE};
-use crate::proc::{sched, Process};
+use crate::proc::sched;
+use crate::sync::{Killed, Mutex, MutexGuard, SpinLock, WaitQueue};
 use crate::syscall::errno::Errno;
 use crate::syscall::uaccess;
 use crate::vm::{
@@ -44,15 +50,23 @@ use crate::vm::{
     NotifyEvent, Owner, Privilege, SubscriptionId,
 };
 
-/// ioctl numbers (DESIGN.md section 4; Linux `test_hmm_uapi.h`).
+/// ioctl numbers (Linux `test_hmm_uapi.h`; the request is an `unsigned int`).
 pub mod ioctl {
-    pub const READ: u64 = 0xC028_4800;
-    pub const WRITE: u64 = 0xC028_4801;
-    pub const SNAPSHOT: u64 = 0xC028_4804;
-    pub const EXCLUSIVE: u64 = 0xC028_4805;
-    pub const CHECK_EXCLUSIVE: u64 = 0xC028_4806;
-    pub const ATOMIC_ADD: u64 = 0xC028_4840;
+    pub const READ: u32 = 0xC028_4800;
+    pub const WRITE: u32 = 0xC028_4801;
+    pub const SNAPSHOT: u32 = 0xC028_4804;
+    pub const EXCLUSIVE: u32 = 0xC028_4805;
+    pub const CHECK_EXCLUSIVE: u32 = 0xC028_4806;
+    /// Ours: the device atomically adds `ptr` (as i32) to every 32-bit word.
+    pub const ATOMIC_ADD: u32 = 0xC028_4840;
+    /// Test kernels only (cargo feature `test-hooks`): EXCLUSIVE, then keep the frames
+    /// locked for `faults` ms, as a slow device would. Not part of the user ABI: a
+    /// normal kernel answers EINVAL, like any unknown request.
+    pub const EXCLUSIVE_HOLD: u32 = 0xC028_4841;
 }
+
+/// Longest hold the test hook accepts (ms).
+const MAX_HOLD_MS: u64 = 60_000;
 
 /// SNAPSHOT bytes (Linux `HMM_DMIRROR_PROT_*`, plus ours for device-exclusive).
 pub mod snapshot {
@@ -67,42 +81,65 @@ pub mod snapshot {
 /// Most pages one ioctl may cover (the device's command limit).
 const MAX_PAGES: u64 = devices::accel::MAX_COMMAND_PAGES;
 
+/// Who waits for a submitted command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    /// An ioctl sleeps on `Accel::completed` for it.
+    Waiting,
+    /// The ioctl's process was killed: the engine throws the completion away.
+    Abandoned,
+}
+
 /// The accelerator and the driver's shared state.
 pub struct Accel {
     device: Mutex<Accelerator>,
     /// Invalidations that arrived while the engine held the device.
     /// (and the event that caused each, see `HostPages::page_request`).
-    pending: Mutex<VecDeque<(Invalidation, NotifyEvent)>>,
+    pending: SpinLock<VecDeque<(Invalidation, NotifyEvent)>>,
     /// Contexts -> (address space, owner cookie), for page requests.
-    mirrors: Mutex<BTreeMap<u32, (Weak<AddressSpace>, Owner)>>,
+    mirrors: SpinLock<BTreeMap<u32, (Weak<AddressSpace>, Owner)>>,
+    /// Contexts of closed files, for the engine to destroy.
+    closed: SpinLock<Vec<ContextId>>,
     /// Finished commands, waiting for their ioctl to pick them up.
-    done: Mutex<BTreeMap<u32, Completion>>,
-    /// Processes sleeping in an ioctl, by command.
-    waiters: Mutex<BTreeMap<u32, Arc<Process>>>,
-    /// Frames a test asked to keep locked a while (S-F2/S-C2 hold hook): (until, frames).
-    held: Mutex<Vec<(u64, Vec<ExclusiveFrame>)>>,
-    /// How long (ms) the next EXCLUSIVE's page requests keep their frames locked.
+    done: SpinLock<BTreeMap<u32, Completion>>,
+    /// Submitted commands whose completion someone waits for (or abandoned).
+    waiters: SpinLock<BTreeMap<u32, Waiter>>,
+    /// Where ioctls sleep until their command is in `done`.
+    completed: WaitQueue,
+    /// Set (and `kick` woken) when there is work for the engine.
+    work: AtomicBool,
+    kick: WaitQueue,
+    /// Frames a test asked to keep locked a while (the EXCLUSIVE_HOLD test hook):
+    /// (until tick, frames).
+    held: SpinLock<Vec<(u64, Vec<ExclusiveFrame>)>>,
+    /// How long (ms) the current EXCLUSIVE_HOLD's page requests keep their frames locked.
     hold_ms: AtomicU64,
-    engine: Once<Arc<Process>>,
+    engine_started: AtomicBool,
 }
 
 static ACCEL: Once<Arc<Accel>> = Once::new();
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
-/// Run `f` on `m` with interrupts off (the short driver locks).
-fn locked<T, R>(m: &Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
-    interrupts::without_interrupts(|| f(&mut m.lock()))
+/// Run `f` on `m` with its (short) spinlock held.
+fn locked<T, R>(m: &SpinLock<T>, f: impl FnOnce(&mut T) -> R) -> R {
+    m.with(f)
 }
 
 impl Accel {
-    /// The device, waiting (by yielding) while the engine holds it.
+    /// The device, sleeping while the engine holds it (for kernel work that must finish).
     fn lock_device(&self) -> MutexGuard<'_, Accelerator> {
-        loop {
-            if let Some(guard) = self.device.try_lock() {
-                return guard;
-            }
-            sched::yield_now();
-        }
+        self.device.lock()
+    }
+
+    /// The device for a process's request: a killable wait.
+    fn lock_device_killable(&self) -> Result<MutexGuard<'_, Accelerator>, Errno> {
+        self.device.lock_killable().map_err(|Killed| Errno::EINTR)
+    }
+
+    /// Tell the engine there is work.
+    fn kick_engine(&self) {
+        self.work.store(true, Ordering::Release);
+        self.kick.wake_all();
     }
 
     /// Apply queued invalidations (call with the device locked).
@@ -140,14 +177,18 @@ impl SoftwareFunction for ConfigPort {
 /// software PCI segment, where enumeration finds it and [`probe`] binds this driver.
 pub fn register() {
     let accel = Arc::new(Accel {
-        device: Mutex::new(Accelerator::new()),
-        pending: Mutex::new(VecDeque::new()),
-        mirrors: Mutex::new(BTreeMap::new()),
-        done: Mutex::new(BTreeMap::new()),
-        waiters: Mutex::new(BTreeMap::new()),
-        held: Mutex::new(Vec::new()),
+        device: Mutex::new("accelerator", Accelerator::new()),
+        pending: SpinLock::new("accelerator invalidations", VecDeque::new()),
+        mirrors: SpinLock::new("accelerator mirrors", BTreeMap::new()),
+        closed: SpinLock::new("accelerator closed contexts", Vec::new()),
+        done: SpinLock::new("accelerator completions", BTreeMap::new()),
+        waiters: SpinLock::new("accelerator waiters", BTreeMap::new()),
+        completed: WaitQueue::new(),
+        work: AtomicBool::new(false),
+        kick: WaitQueue::new(),
+        held: SpinLock::new("accelerator held frames", Vec::new()),
         hold_ms: AtomicU64::new(0),
-        engine: Once::new(),
+        engine_started: AtomicBool::new(false),
     });
     ACCEL.call_once(|| accel.clone());
     let (bus, device, function) = PCI_SLOT;
@@ -186,9 +227,10 @@ fn probe(f: &pci::PciFunction) {
     }
     let Some(accel) = ACCEL.get() else { return };
     sched::set_poll(release_held_frames);
+    crate::mm::gather::set_device_check(device_maps_frame);
     match crate::proc::spawn_kernel_thread("accel-engine", engine_main) {
-        Ok(engine) => {
-            accel.engine.call_once(|| engine);
+        Ok(_) => {
+            accel.engine_started.store(true, Ordering::Release);
             log::info!("{addr}: accelerator enabled, engine thread started");
         }
         Err(e) => log::warn!("{addr}: cannot start the engine thread: {e:?}"),
@@ -208,7 +250,7 @@ impl devices::pci::ConfigRead for ConfigOf {
 fn accel() -> Result<&'static Arc<Accel>, Errno> {
     ACCEL
         .get()
-        .filter(|a| a.engine.get().is_some())
+        .filter(|a| a.engine_started.load(Ordering::Acquire))
         .ok_or(Errno::ENODEV)
 }
 
@@ -220,49 +262,54 @@ extern "C" fn engine_main() -> ! {
     let accel = ACCEL.get().expect("engine started before the driver");
     loop {
         release_held(accel);
-        let work = {
-            let dev = accel.lock_device();
-            dev.queued()
-        };
-        if work == 0 {
-            let holding = locked(&accel.held, |h| !h.is_empty());
-            if holding {
-                sched::sleep_ticks(1);
-            } else {
-                interrupts::without_interrupts(|| {
-                    // Re-check with interrupts off so a submit cannot slip in between.
-                    if accel.device.try_lock().is_some_and(|d| d.queued() == 0) {
-                        sched::block_current();
-                    }
-                });
-            }
-            continue;
+        destroy_closed(accel);
+        let holding = locked(&accel.held, |h| !h.is_empty());
+        if holding {
+            // Test hook only: poll so held frames are released on time.
+            sched::sleep_ticks(1);
+        } else {
+            accel.kick.wait(|| accel.work.swap(false, Ordering::AcqRel));
         }
-        let finished: Vec<(CommandId, Completion)> = {
+        let finished: Vec<(u32, Waiter, Completion)> = {
             let mut dev = accel.lock_device();
+            if dev.queued() == 0 {
+                continue;
+            }
             accel.drain(&mut dev);
             let mut host = HostPages {
                 accel,
                 held: Vec::new(),
             };
             dev.process(&mut PhysMemory, &mut host);
-            let ids: Vec<u32> = locked(&accel.waiters, |w| w.keys().copied().collect());
+            let ids: Vec<(u32, Waiter)> =
+                locked(&accel.waiters, |w| w.iter().map(|(id, w)| (*id, *w)).collect());
             ids.into_iter()
-                .filter_map(|id| {
-                    dev.take_completion(CommandId(id))
-                        .map(|c| (CommandId(id), c))
-                })
+                .filter_map(|(id, w)| dev.take_completion(CommandId(id)).map(|c| (id, w, c)))
                 .collect()
         };
-        for (id, completion) in finished {
-            locked(&accel.done, |d| d.insert(id.0, completion));
-            if let Some(waiter) = locked(&accel.waiters, |w| w.remove(&id.0)) {
-                sched::wake(&waiter);
+        for (id, waiter, completion) in finished {
+            locked(&accel.waiters, |w| w.remove(&id));
+            if waiter == Waiter::Waiting {
+                locked(&accel.done, |d| d.insert(id, completion));
             }
         }
+        accel.completed.wake_all();
         // Let the CPU side run between batches: this is where faults and device work
         // interleave.
         sched::yield_now();
+    }
+}
+
+/// Destroy the device contexts of closed files (Linux `dmirror_fops_release`). Done by
+/// the engine so that closing a file never waits for the device.
+fn destroy_closed(accel: &Accel) {
+    let closed: Vec<ContextId> = locked(&accel.closed, core::mem::take);
+    if closed.is_empty() {
+        return;
+    }
+    let mut dev = accel.lock_device();
+    for ctx in closed {
+        dev.destroy_context(ctx);
     }
 }
 
@@ -296,6 +343,7 @@ struct PhysMemory;
 
 impl HostMemory for PhysMemory {
     fn read(&self, pfn: u64, offset: usize, buf: &mut [u8]) {
+        check_user_frame(pfn);
         let src = frame_ptr(pfn, offset, buf.len());
         // SAFETY: `src..+len` lies inside frame `pfn`, which the device holds a
         // translation for (the frame is mapped by the process and referenced).
@@ -303,17 +351,61 @@ impl HostMemory for PhysMemory {
     }
 
     fn write(&mut self, pfn: u64, offset: usize, data: &[u8]) {
+        check_user_frame(pfn);
         let dst = frame_ptr(pfn, offset, data.len());
         // SAFETY: as in `read`, for a frame the device may write.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
     }
 
     fn atomic_add_u32(&mut self, pfn: u64, offset: usize, value: i32) {
+        check_user_frame(pfn);
         let ptr = frame_ptr(pfn, offset, 4).cast::<AtomicU32>();
         // SAFETY: 4 aligned bytes inside the frame (offset is a multiple of 4); used as
         // an atomic so a concurrent CPU increment is never lost.
         unsafe { (*ptr).fetch_add(value as u32, Ordering::SeqCst) };
     }
+}
+
+/// The device may only ever touch a frame that some process maps as anonymous memory:
+/// a translation to anything else is a missed invalidation (use-after-free). Checked
+/// on every device access; a violation is a kernel bug.
+fn check_user_frame(pfn: u64) {
+    let Ok(addr) = x86_64::PhysAddr::try_new(pfn * PAGE_SIZE) else {
+        panic!("accelerator: access to pfn {pfn:#x}, not a physical address");
+    };
+    let meta = crate::mm::frame::meta(PhysFrame::containing_address(addr));
+    assert!(
+        meta.mapcount() > 0 && meta.flags().contains(crate::mm::frame::FrameFlags::ANON),
+        "accelerator: access to pfn {pfn:#x}, which no process maps (refcount {}, mapcount {}): \
+         a stale translation survived an invalidation",
+        meta.refcount(),
+        meta.mapcount()
+    );
+}
+
+/// Debug check for `mm::gather` (installed at probe): does the accelerator still hold a
+/// translation to `frame`, one that no queued invalidation will remove? When the engine
+/// holds the device, it cannot be looked at; the per-access check above still guards.
+fn device_maps_frame(frame: PhysFrame) -> Option<&'static str> {
+    let accel = ACCEL.get()?;
+    let dev = accel.device.try_lock()?;
+    let pfn = frame.start_address().as_u64() / PAGE_SIZE;
+    let pending = accel.pending.lock();
+    for ctx in dev.contexts() {
+        let Some(table) = dev.page_table(ctx) else {
+            continue;
+        };
+        for (vpn, t) in table.iter() {
+            let va = vpn * PAGE_SIZE;
+            let covered = pending.iter().any(|(inv, _)| {
+                inv.ctx.is_none_or(|c| c == ctx) && inv.start <= va && va < inv.end
+            });
+            if t.pfn == pfn && !covered {
+                return Some("the accelerator");
+            }
+        }
+    }
+    None
 }
 
 fn frame_ptr(pfn: u64, offset: usize, len: usize) -> *mut u8 {
@@ -390,6 +482,7 @@ impl HostPages<'_> {
                     ExclusiveError::ReadOnly => PageRequestError::Permission,
                     ExclusiveError::NotAnonymousPrivate => PageRequestError::NotSupported,
                     ExclusiveError::NoMemory => PageRequestError::NoMemory,
+                    ExclusiveError::Killed => PageRequestError::Fault,
                 })?;
             let pfn = guard.frame().start_address().as_u64() / PAGE_SIZE;
             self.held.push((ctx.0, vpn, guard));
@@ -406,6 +499,7 @@ impl HostPages<'_> {
         match aspace.handle_fault(va, cpu_access, Privilege::Kernel) {
             FaultOutcome::Fixed(_) => {}
             FaultOutcome::OutOfMemory => return Err(PageRequestError::NoMemory),
+            FaultOutcome::Killed => return Err(PageRequestError::Fault),
             FaultOutcome::BadAccess(crate::vm::BadAccessReason::NotMapped) => {
                 return Err(PageRequestError::Fault)
             }
@@ -441,8 +535,16 @@ impl HostPages<'_> {
         let hold = self.accel.hold_ms.load(Ordering::Relaxed);
         if hold > 0 {
             // Test hook: keep the frame locked for a while, as a slow device would.
-            let until = crate::arch::x86_64::interrupts::ticks() + hold;
-            locked(&self.accel.held, |h| h.push((until, alloc::vec![guard])));
+            let until = crate::arch::x86_64::interrupts::ticks().saturating_add(hold);
+            let mut frames = Vec::new();
+            if frames.try_reserve(1).is_ok() {
+                frames.push(guard);
+                locked(&self.accel.held, |h| {
+                    if h.try_reserve(1).is_ok() {
+                        h.push((until, frames));
+                    }
+                });
+            }
         }
         // else: dropping the guard unlocks the frame and drops the reference.
     }
@@ -508,42 +610,79 @@ pub fn open(minor: u32) -> Result<Arc<Mirror>, Errno> {
     let accel = accel()?;
     let aspace = sched::current().aspace();
     let ctx = accel
-        .lock_device()
+        .lock_device_killable()?
         .create_context()
         .map_err(|_| Errno::ENOMEM)?;
     let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
-    let notifier = Arc::new(MirrorNotifier {
+    let fail = |e: Errno| {
+        locked(&accel.closed, |c| {
+            if c.try_reserve(1).is_ok() {
+                c.push(ctx);
+            }
+        });
+        accel.kick_engine();
+        e
+    };
+    let notifier = Arc::try_new(MirrorNotifier {
         accel: accel.clone(),
         ctx,
         owner,
-    });
-    let subscription = match aspace.subscribe(notifier) {
-        Ok(s) => s,
-        Err(_) => {
-            accel.lock_device().destroy_context(ctx);
-            return Err(Errno::ENOMEM);
-        }
-    };
-    locked(&accel.mirrors, |m| {
-        m.insert(ctx.0, (Arc::downgrade(&aspace), owner))
-    });
-    Ok(Arc::new(Mirror {
+    })
+    .map_err(|_| fail(Errno::ENOMEM))?;
+    let subscription = aspace.subscribe(notifier).map_err(|_| fail(Errno::ENOMEM))?;
+    let mirror = Arc::try_new(Mirror {
         ctx,
         aspace: Arc::downgrade(&aspace),
         subscription,
         minor,
-    }))
+    })
+    .map_err(|_| {
+        aspace.unsubscribe(subscription);
+        fail(Errno::ENOMEM)
+    })?;
+    locked(&accel.mirrors, |m| {
+        m.insert(ctx.0, (Arc::downgrade(&aspace), owner))
+    });
+    Ok(mirror)
 }
 
 impl Drop for Mirror {
-    /// Close (last reference, also on exit): unsubscribe and drop the device context.
+    /// Close (last reference, also on exit; Linux `dmirror_fops_release`): unsubscribe
+    /// and hand the device context to the engine to destroy. Never waits for the
+    /// device; may sleep for the address-space lock, so it must not run under a
+    /// spinlock (debug builds check: `sync::might_sleep`).
     fn drop(&mut self) {
         let Some(accel) = ACCEL.get() else { return };
         if let Some(aspace) = self.aspace.upgrade() {
             aspace.unsubscribe(self.subscription);
         }
         locked(&accel.mirrors, |m| m.remove(&self.ctx.0));
-        accel.lock_device().destroy_context(self.ctx);
+        // Unsubscribed: from now on no invalidation reaches this context, so it must
+        // hold no translation. Destroy it now if the device is free; else queue an
+        // invalidation of everything (drained before the device uses any translation)
+        // and let the engine destroy it.
+        if let Some(mut dev) = accel.device.try_lock() {
+            dev.destroy_context(self.ctx);
+            return;
+        }
+        let everything = Invalidation {
+            ctx: Some(self.ctx),
+            start: 0,
+            end: crate::mm::page_table::USER_END,
+        };
+        locked(&accel.pending, |q| {
+            // No memory to queue it: the engine destroys the context before its next
+            // command anyway (see engine_main); the debug check may then complain.
+            if q.try_reserve(1).is_ok() {
+                q.push_back((everything, NotifyEvent::Release));
+            }
+        });
+        locked(&accel.closed, |c| {
+            if c.try_reserve(1).is_ok() {
+                c.push(self.ctx);
+            }
+        });
+        accel.kick_engine();
     }
 }
 
@@ -588,48 +727,49 @@ fn device_errno(e: DeviceError) -> Errno {
     }
 }
 
-/// Submit `command`, wake the engine, sleep until it completes.
+/// Submit `command`, wake the engine, sleep until it completes. Killable: a process
+/// sent SIGKILL stops waiting (EINTR, which it never sees) and the engine throws the
+/// completion away when it comes.
 fn run(accel: &Accel, command: Command) -> Result<Completion, Errno> {
-    let me = sched::current();
-    let id = accel.lock_device().submit(command).map_err(|e| {
-        log::warn!("accelerator refused a command: {e:?}");
-        Errno::EBUSY
-    })?;
-    locked(&accel.waiters, |w| w.insert(id.0, me.clone()));
-    if let Some(engine) = accel.engine.get() {
-        sched::wake(engine);
-    }
-    loop {
-        let done = interrupts::without_interrupts(|| {
-            let c = locked(&accel.done, |d| d.remove(&id.0));
-            if c.is_none() {
-                sched::block_current();
-            }
-            c
-        });
-        if let Some(c) = done {
-            return Ok(c);
+    let id = {
+        let mut dev = accel.lock_device_killable()?;
+        let id = dev.submit(command).map_err(|e| {
+            log::warn!("accelerator refused a command: {e:?}");
+            Errno::EBUSY
+        })?;
+        locked(&accel.waiters, |w| w.insert(id.0, Waiter::Waiting));
+        id
+    };
+    accel.kick_engine();
+    let mut completion = None;
+    let waited = accel.completed.wait_killable(|| {
+        completion = locked(&accel.done, |d| d.remove(&id.0));
+        completion.is_some()
+    });
+    match (waited, completion) {
+        (Ok(()), Some(c)) => Ok(c),
+        _ => {
+            // Killed. The completion may have arrived meanwhile: drop it, or mark the
+            // command abandoned so the engine drops it.
+            locked(&accel.waiters, |w| {
+                if let Some(state) = w.get_mut(&id.0) {
+                    *state = Waiter::Abandoned;
+                }
+            });
+            locked(&accel.done, |d| d.remove(&id.0));
+            Err(Errno::EINTR)
         }
     }
 }
 
-/// ioctl on a mirror (Linux `dmirror_fops_unlocked_ioctl`).
-pub fn ioctl(mirror: &Mirror, request: u64, arg: u64) -> Result<u64, Errno> {
+/// ioctl on a mirror (Linux `dmirror_fops_unlocked_ioctl`): read the command, check the
+/// range as Linux does, zero the outputs (`cpages`, `faults`), dispatch, write back.
+/// An unknown request is EINVAL, as in Linux's driver.
+pub fn ioctl(mirror: &Mirror, request: u32, arg: u64) -> Result<u64, Errno> {
     let accel = accel()?;
     let mut cmd = read_cmd(arg)?;
     if mirror.aspace.upgrade().is_none() {
         return Err(Errno::EINVAL);
-    }
-    let known = [
-        ioctl::READ,
-        ioctl::WRITE,
-        ioctl::SNAPSHOT,
-        ioctl::EXCLUSIVE,
-        ioctl::CHECK_EXCLUSIVE,
-        ioctl::ATOMIC_ADD,
-    ];
-    if !known.contains(&request) {
-        return Err(Errno::ENOTTY);
     }
     if cmd.addr % PAGE_SIZE != 0 || cmd.npages == 0 || cmd.npages > MAX_PAGES {
         return Err(Errno::EINVAL);
@@ -641,106 +781,123 @@ pub fn ioctl(mirror: &Mirror, request: u64, arg: u64) -> Result<u64, Errno> {
     if end > crate::mm::page_table::USER_END {
         return Err(Errno::EINVAL);
     }
-    let len = (cmd.npages * PAGE_SIZE) as usize;
-    let ctx = mirror.ctx;
-    let result = match request {
-        ioctl::READ => {
-            let c = run(
-                accel,
-                Command::Read {
-                    ctx,
-                    va: cmd.addr,
-                    len,
-                },
-            )?;
-            finish(&mut cmd, &c)?;
-            uaccess::write_bytes(cmd.ptr, &c.data)?;
-            Ok(0)
-        }
-        ioctl::WRITE => {
-            let mut data = Vec::new();
-            data.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
-            data.resize(len, 0);
-            uaccess::read_bytes(cmd.ptr, &mut data)?;
-            let c = run(
-                accel,
-                Command::Write {
-                    ctx,
-                    va: cmd.addr,
-                    data,
-                },
-            )?;
-            finish(&mut cmd, &c)?;
-            Ok(0)
-        }
-        ioctl::EXCLUSIVE => {
-            // Linux dmirror_exclusive: make every page exclusive (atomic-mapped in the
-            // device), then read them through the device into ptr.
-            accel.hold_ms.store(cmd.faults, Ordering::Relaxed); // test hook (S-F2/S-C2)
-            let pre = run(
-                accel,
-                Command::Prefetch {
-                    ctx,
-                    va: cmd.addr,
-                    npages: cmd.npages,
-                    access: Access::Atomic,
-                },
-            );
+    // Outputs only: whatever the caller left there means nothing (Linux zeroes them).
+    let hold_ms = cmd.faults;
+    cmd.cpages = 0;
+    cmd.faults = 0;
+    match request {
+        ioctl::READ => dmirror_read(accel, mirror, &mut cmd)?,
+        ioctl::WRITE => dmirror_write(accel, mirror, &mut cmd)?,
+        ioctl::EXCLUSIVE => dmirror_exclusive(accel, mirror, &mut cmd)?,
+        ioctl::EXCLUSIVE_HOLD if cfg!(feature = "test-hooks") => {
+            accel.hold_ms.store(hold_ms.min(MAX_HOLD_MS), Ordering::Relaxed);
+            let r = dmirror_exclusive(accel, mirror, &mut cmd);
             accel.hold_ms.store(0, Ordering::Relaxed);
-            let pre = pre?;
-            if let Err(e) = pre.result {
-                return Err(match e {
-                    DeviceError::Busy { .. } => Errno::EBUSY,
-                    other => device_errno(other),
-                });
-            }
-            let c = run(
-                accel,
-                Command::Read {
-                    ctx,
-                    va: cmd.addr,
-                    len,
-                },
-            )?;
-            finish(&mut cmd, &c)?;
-            cmd.faults = u64::from(pre.faults);
-            uaccess::write_bytes(cmd.ptr, &c.data)?;
-            Ok(0)
+            r?
         }
-        ioctl::CHECK_EXCLUSIVE => {
-            let mut dev = accel.lock_device();
-            accel.drain(&mut dev);
-            if dev.has_atomic(ctx, cmd.addr..end) {
-                Err(Errno::EPERM)
-            } else {
-                Ok(0)
-            }
-        }
-        ioctl::ATOMIC_ADD => {
-            let c = run(
-                accel,
-                Command::AtomicAdd {
-                    ctx,
-                    va: cmd.addr,
-                    npages: cmd.npages,
-                    value: cmd.ptr as i32,
-                },
-            )?;
-            finish(&mut cmd, &c)?;
-            Ok(0)
-        }
-        ioctl::SNAPSHOT => {
-            let aspace = mirror.aspace.upgrade().ok_or(Errno::EINVAL)?;
-            let bytes = snapshot_bytes(&aspace, cmd.addr, cmd.npages);
-            uaccess::write_bytes(cmd.ptr, &bytes)?;
-            cmd.cpages = cmd.npages;
-            Ok(0)
-        }
-        _ => Err(Errno::ENOTTY),
-    };
-    let value = result?;
+        ioctl::CHECK_EXCLUSIVE => dmirror_check_atomic(accel, mirror, cmd.addr, end)?,
+        ioctl::ATOMIC_ADD => dmirror_atomic_add(accel, mirror, &mut cmd)?,
+        ioctl::SNAPSHOT => dmirror_snapshot(mirror, &mut cmd)?,
+        _ => return Err(Errno::EINVAL),
+    }
     write_back(arg, &cmd)?;
-    Ok(value)
+    Ok(0)
+}
+
+/// HMM_DMIRROR_READ: the device reads the range into `ptr` (Linux `dmirror_read`).
+fn dmirror_read(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Errno> {
+    let len = (cmd.npages * PAGE_SIZE) as usize;
+    let c = run(
+        accel,
+        Command::Read {
+            ctx: mirror.ctx,
+            va: cmd.addr,
+            len,
+        },
+    )?;
+    finish(cmd, &c)?;
+    uaccess::write_bytes(cmd.ptr, &c.data)
+}
+
+/// HMM_DMIRROR_WRITE: the device writes `ptr` into the range (Linux `dmirror_write`).
+fn dmirror_write(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Errno> {
+    let len = (cmd.npages * PAGE_SIZE) as usize;
+    let mut data = Vec::new();
+    data.try_reserve_exact(len).map_err(|_| Errno::ENOMEM)?;
+    data.resize(len, 0);
+    uaccess::read_bytes(cmd.ptr, &mut data)?;
+    let c = run(
+        accel,
+        Command::Write {
+            ctx: mirror.ctx,
+            va: cmd.addr,
+            data,
+        },
+    )?;
+    finish(cmd, &c)
+}
+
+/// HMM_DMIRROR_EXCLUSIVE (Linux `dmirror_exclusive`): make every page exclusive
+/// (atomic-mapped in the device), then read them through the device into `ptr`.
+fn dmirror_exclusive(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Errno> {
+    let len = (cmd.npages * PAGE_SIZE) as usize;
+    let pre = run(
+        accel,
+        Command::Prefetch {
+            ctx: mirror.ctx,
+            va: cmd.addr,
+            npages: cmd.npages,
+            access: Access::Atomic,
+        },
+    )?;
+    pre.result.map_err(device_errno)?;
+    let c = run(
+        accel,
+        Command::Read {
+            ctx: mirror.ctx,
+            va: cmd.addr,
+            len,
+        },
+    )?;
+    finish(cmd, &c)?;
+    cmd.faults = u64::from(pre.faults);
+    uaccess::write_bytes(cmd.ptr, &c.data)
+}
+
+/// HMM_DMIRROR_CHECK_EXCLUSIVE: EPERM while the device still holds any page of
+/// [addr, end) atomic (Linux `dmirror_check_atomic`).
+fn dmirror_check_atomic(accel: &Accel, mirror: &Mirror, addr: u64, end: u64) -> Result<(), Errno> {
+    let mut dev = accel.lock_device_killable()?;
+    accel.drain(&mut dev);
+    if dev.has_atomic(mirror.ctx, addr..end) {
+        Err(Errno::EPERM)
+    } else {
+        Ok(())
+    }
+}
+
+/// HMM_DMIRROR_ATOMIC_ADD (ours): the device adds `ptr` (as i32) to every word.
+fn dmirror_atomic_add(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Errno> {
+    let c = run(
+        accel,
+        Command::AtomicAdd {
+            ctx: mirror.ctx,
+            va: cmd.addr,
+            npages: cmd.npages,
+            value: cmd.ptr as i32,
+        },
+    )?;
+    finish(cmd, &c)
+}
+
+/// HMM_DMIRROR_SNAPSHOT: one protection byte per page into `ptr` (Linux
+/// `dmirror_snapshot`).
+fn dmirror_snapshot(mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Errno> {
+    let aspace = mirror.aspace.upgrade().ok_or(Errno::EINVAL)?;
+    let bytes = snapshot_bytes(&aspace, cmd.addr, cmd.npages);
+    uaccess::write_bytes(cmd.ptr, &bytes)?;
+    cmd.cpages = cmd.npages;
+    Ok(())
 }
 
 /// Copy a completion's counters into the command; its error becomes the ioctl's.

@@ -92,8 +92,8 @@ impl FileTable {
         table
     }
 
-    /// The file behind `fd`.
-    pub fn get(&self, fd: i64) -> Result<Arc<File>, Errno> {
+    /// The file behind `fd` (EBADF if it is negative, too large or not open).
+    pub fn get(&self, fd: i32) -> Result<Arc<File>, Errno> {
         usize::try_from(fd)
             .ok()
             .and_then(|fd| self.fds.get(fd))
@@ -101,27 +101,33 @@ impl FileTable {
             .ok_or(Errno::EBADF)
     }
 
-    /// Put `file` in the lowest free slot; EMFILE if there is none.
-    pub fn insert(&mut self, file: Arc<File>) -> Result<usize, Errno> {
-        let fd = self
-            .fds
-            .iter()
-            .position(Option::is_none)
-            .ok_or(Errno::EMFILE)?;
-        self.fds[fd] = Some(file);
-        Ok(fd)
+    /// Put `file` in the lowest free slot and return its number. If there is none:
+    /// EMFILE, and the file comes back, for the caller to drop once it has released the
+    /// process lock (dropping the last reference runs the file's release, which may
+    /// sleep: a dmirror's release waits for its device).
+    pub fn insert(&mut self, file: Arc<File>) -> Result<usize, (Errno, Arc<File>)> {
+        match self.fds.iter().position(Option::is_none) {
+            Some(fd) => {
+                self.fds[fd] = Some(file);
+                Ok(fd)
+            }
+            None => Err((Errno::EMFILE, file)),
+        }
     }
 
-    /// Close `fd`.
-    pub fn close(&mut self, fd: i64) -> Result<(), Errno> {
-        let slot = usize::try_from(fd)
+    /// Take `fd` out of the table and return its file, for the caller to drop once it
+    /// has released the process lock (see [`FileTable::insert`]). EBADF if `fd` is not
+    /// open.
+    pub fn close(&mut self, fd: i32) -> Result<Arc<File>, Errno> {
+        usize::try_from(fd)
             .ok()
             .and_then(|fd| self.fds.get_mut(fd))
-            .ok_or(Errno::EBADF)?;
-        slot.take().map(|_| ()).ok_or(Errno::EBADF)
+            .and_then(Option::take)
+            .ok_or(Errno::EBADF)
     }
 
-    /// Close everything (exit).
+    /// Close everything (exit). Like the last reference dropped by [`FileTable::close`],
+    /// this may run a release that sleeps: not under the process lock.
     pub fn close_all(&mut self) {
         self.fds.iter_mut().for_each(|f| *f = None);
     }

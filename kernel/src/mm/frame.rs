@@ -13,6 +13,8 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
+
+use crate::sync::{Killed, WaitQueue};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
@@ -126,18 +128,38 @@ impl FrameMeta {
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
-    /// Take the frame lock, waiting for it: a sleeping lock. While it is busy the
-    /// waiter gives the CPU away through the hook the scheduler installed (see
-    /// [`set_wait_hook`]), so the holder (a driver programming its device) can finish.
+    /// Take the frame lock, sleeping while it is busy (Linux `folio_lock`). For waits no
+    /// user can prolong (the driver's engine); user-caused waits use
+    /// [`FrameMeta::lock_killable`].
     pub fn lock(&self) {
-        while !self.try_lock() {
-            (WAIT_HOOK.get().copied().unwrap_or(core::hint::spin_loop))();
+        if !self.try_lock() {
+            self.waiters().wait(|| self.try_lock());
         }
     }
-    /// Release the frame lock. Panics if it was not held (a kernel bug).
+    /// Take the frame lock, sleeping while it is busy, unless the task is sent SIGKILL
+    /// first (Linux `folio_lock_killable`).
+    pub fn lock_killable(&self) -> Result<(), Killed> {
+        if self.try_lock() {
+            return Ok(());
+        }
+        self.waiters().wait_killable(|| self.try_lock())
+    }
+    /// Release the frame lock and wake its waiters. Panics if it was not held (a
+    /// kernel bug).
     pub fn unlock(&self) {
         let was = self.lock.swap(0, Ordering::Release);
         assert_eq!(was, 1, "FrameMeta::unlock: frame was not locked");
+        let q = self.waiters();
+        if q.has_waiters() {
+            q.wake_all();
+        }
+    }
+    /// The wait queue of this frame's lock: one of a few shared queues, chosen by the
+    /// slot's address (Linux hashes folios onto `folio_wait_table` the same way), so a
+    /// frame's metadata stays small.
+    fn waiters(&self) -> &'static WaitQueue {
+        let slot = core::ptr::from_ref(self) as usize / core::mem::size_of::<FrameMeta>();
+        &FRAME_WAITERS[slot % FRAME_WAITERS.len()]
     }
     /// Whether the frame lock is held.
     pub fn is_locked(&self) -> bool {
@@ -162,14 +184,8 @@ impl FrameMeta {
     }
 }
 
-/// What a thread does while a frame lock it wants is busy (set by the scheduler: yield).
-static WAIT_HOOK: Once<fn()> = Once::new();
-
-/// Install the function frame-lock waiters call while the lock is busy. mm cannot call
-/// the scheduler itself (it sits below it), so the scheduler hands this in at boot.
-pub fn set_wait_hook(hook: fn()) {
-    WAIT_HOOK.call_once(|| hook);
-}
+/// The wait queues of frame locks (see `FrameMeta::waiters`).
+static FRAME_WAITERS: [WaitQueue; 64] = [const { WaitQueue::new() }; 64];
 
 /// The allocator's state: the free list and its length.
 struct FreeList {

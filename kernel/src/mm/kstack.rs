@@ -8,6 +8,8 @@
 #![deny(unsafe_code)]
 
 use spin::{Lazy, Mutex};
+
+use super::gather::{Gather, NoDevices};
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
@@ -87,7 +89,7 @@ impl KernelStack {
                 let mapped = Frame::alloc_zeroed().and_then(|f| cursor.map(page, f, flags));
                 if let Err(e) = mapped {
                     debug_assert_eq!(e, MmError::NoMemory);
-                    cursor.unmap_all();
+                    cursor.unmap_all(&mut Gather::begin(&NoDevices, bottom, top));
                     drop(cursor);
                     area.free_slot(slot);
                     return Err(KstackError::NoMemory);
@@ -128,8 +130,11 @@ impl Drop for KernelStack {
                 .table
                 .cursor(bottom, top)
                 .expect("slot bounds lie in the kernel-stack area");
-            cursor.unmap_all();
+            // No device mirrors kernel stacks: nothing to invalidate but the TLB.
+            let mut gather = Gather::begin(&NoDevices, bottom, top);
+            cursor.unmap_all(&mut gather);
             drop(cursor);
+            gather.finish();
             area.free_slot(self.slot);
         });
     }

@@ -9,6 +9,7 @@
 //! boot and used through that window, so it needs no page-table changes.
 
 pub mod frame;
+pub mod gather;
 pub mod heap;
 pub mod kstack;
 pub mod page_table;
@@ -40,6 +41,9 @@ pub enum MmError {
     NotMapped,
     /// No VMA covers the address, or the VMA forbids the access. Linux: EFAULT/SIGSEGV.
     BadAddress,
+    /// A wait was cut short because the process was sent SIGKILL (it is about to exit;
+    /// the errno it sees, EINTR, never reaches user code).
+    Killed,
 }
 
 /// Lowest physical address we hand out: the first MiB holds BIOS data and is left alone.

@@ -30,6 +30,7 @@ use x86_64::structures::paging::{PageTableFlags, PhysFrame};
 use x86_64::VirtAddr;
 
 use super::frame::{self, Frame, FrameFlags};
+use super::gather::Gather;
 use super::pte::Pte;
 use super::{phys_to_virt, tlb, MmError, PAGE_SIZE};
 
@@ -402,14 +403,6 @@ impl LeafSlot {
     }
 }
 
-/// An entry taken out of the table by [`Cursor::unmap`]: what it was and the frame
-/// reference it owned (drop it to release the frame).
-#[derive(Debug)]
-pub struct Unmapped {
-    pub pte: Pte,
-    pub frame: Frame,
-}
-
 /// Exclusive access to the entries of one page table in [start, end).
 ///
 /// Every operation takes a page-aligned `va` inside the range. TLB entries of an active
@@ -511,9 +504,10 @@ impl Cursor<'_> {
         Ok(())
     }
 
-    /// Remove the entry for `va`. Returns what it held (with its frame reference and one
-    /// mapping fewer), or `None` if nothing was mapped. Frees tables that become empty.
-    pub fn unmap(&mut self, va: VirtAddr) -> Result<Option<Unmapped>, MmError> {
+    /// Remove the entry for `va`. Returns what it held (`None` if nothing was mapped);
+    /// its frame reference goes to `gather`, which frees it after the devices and the
+    /// TLB let go of it. Frees tables that become empty.
+    pub fn unmap(&mut self, va: VirtAddr, gather: &mut Gather) -> Result<Option<Pte>, MmError> {
         self.check(va)?;
         let Some(slot) = self.leaf(va, Alloc::Never)? else {
             return Ok(None);
@@ -525,24 +519,27 @@ impl Cursor<'_> {
         if self.active {
             tlb::flush_page(va);
         }
+        gather.add(va, frame);
         if frame::meta(slot.table).pt_dec() == 0 {
             // The level-1 table is empty: free it (and emptied parents).
             self.last_leaf_table.set(None);
             self.table.prune(va);
         }
-        Ok(Some(Unmapped { pte, frame }))
+        Ok(Some(pte))
     }
 
     /// Point the existing entry at `va` to `frame` with `flags` instead of the frame it
     /// maps now (copy-on-write's copy case, Linux `wp_page_copy`). The entry takes over
-    /// `frame`'s reference and mapping; the old frame's are returned. Needs no table
-    /// allocation, so it cannot fail half-way. `NotMapped` if the entry is `None`.
+    /// `frame`'s reference and mapping; the old frame's reference goes to `gather`.
+    /// Needs no table allocation, so it cannot fail half-way. `NotMapped` if the entry
+    /// is `None`. Returns the old entry.
     pub fn exchange(
         &mut self,
         va: VirtAddr,
         frame: Frame,
         flags: PageTableFlags,
-    ) -> Result<Unmapped, MmError> {
+        gather: &mut Gather,
+    ) -> Result<Pte, MmError> {
         let slot = self.existing_slot(va)?;
         let old = slot.read();
         if old.is_none() {
@@ -558,10 +555,8 @@ impl Cursor<'_> {
             tlb::flush_page(va);
         }
         let old_frame = release_leaf(old).expect("entry was not None");
-        Ok(Unmapped {
-            pte: old,
-            frame: old_frame,
-        })
+        gather.add(va, old_frame);
+        Ok(old)
     }
 
     /// Change a leaf entry in place to `new`, which must name the same frame as the
@@ -681,13 +676,13 @@ impl Cursor<'_> {
     }
 
     /// Unmap everything in the range; returns how many entries were removed. The frames
-    /// are released as they go.
-    pub fn unmap_all(&mut self) -> usize {
+    /// go to `gather`.
+    pub fn unmap_all(&mut self, gather: &mut Gather) -> usize {
         let mut n = 0;
         let mut from = self.start;
         while let Some((va, _)) = self.next_mapped(from) {
             let removed = self
-                .unmap(va)
+                .unmap(va, gather)
                 .expect("va comes from next_mapped, inside the range");
             n += usize::from(removed.is_some());
             from = va + PAGE_SIZE;

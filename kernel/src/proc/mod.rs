@@ -10,10 +10,9 @@ pub mod sched;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use spin::Mutex;
 use x86_64::instructions::interrupts;
 use x86_64::VirtAddr;
 
@@ -25,6 +24,7 @@ use crate::fs::FileTable;
 use crate::mm::frame;
 use crate::mm::kstack::{KernelStack, KstackError};
 use crate::serial_println;
+use crate::sync::SpinLock;
 use crate::syscall::errno::Errno;
 use crate::vm::AddressSpace;
 
@@ -107,11 +107,13 @@ pub struct Process {
     /// Kernel stack pointer saved while the process is not running.
     saved_rsp: AtomicU64,
     /// The user's x87/SSE registers while the process is off the CPU.
-    pub fpu: Mutex<FpuState>,
+    pub fpu: SpinLock<FpuState>,
     /// Set by `kill(SIGKILL)`; the process exits the next time it would return to user
     /// mode or wakes from a sleep.
     killed: AtomicBool,
-    inner: Mutex<ProcInner>,
+    inner: SpinLock<ProcInner>,
+    /// This process, for wait queues that hold it as a `sync::Task` (`&self` -> `Arc`).
+    this: Weak<Process>,
 }
 
 impl Process {
@@ -123,19 +125,22 @@ impl Process {
         fpu: FpuState,
         inner: ProcInner,
     ) -> Arc<Process> {
-        Arc::new(Process {
+        Arc::new_cyclic(|this| Process {
             pid,
             kstack,
             saved_rsp: AtomicU64::new(rsp),
-            fpu: Mutex::new(fpu),
+            fpu: SpinLock::new("fpu state", fpu),
             killed: AtomicBool::new(false),
-            inner: Mutex::new(inner),
+            inner: SpinLock::new("process", inner),
+            this: this.clone(),
         })
     }
 
-    /// Run `f` on the mutable part, with interrupts off.
+    /// Run `f` on the mutable part, under the process spinlock (interrupts off: the
+    /// timer's wake-ups change `state`). `f` must not sleep, nor drop anything whose
+    /// drop may sleep (an open file: take it out and drop it after).
     pub fn with<R>(&self, f: impl FnOnce(&mut ProcInner) -> R) -> R {
-        interrupts::without_interrupts(|| f(&mut self.inner.lock()))
+        self.inner.with(f)
     }
 
     /// The address space (panics after exit: only the process itself calls this).
@@ -150,7 +155,8 @@ impl Process {
     }
 }
 
-static TABLE: Mutex<BTreeMap<Pid, Arc<Process>>> = Mutex::new(BTreeMap::new());
+static TABLE: SpinLock<BTreeMap<Pid, Arc<Process>>> =
+    SpinLock::new("process table", BTreeMap::new());
 /// Next pid to hand out; pid 1 is reserved for init.
 static NEXT_PID: AtomicU32 = AtomicU32::new(2);
 /// Free frames just before init started (the baseline checked at power-off).
@@ -159,7 +165,7 @@ static BOOT_FREE_FRAMES: AtomicUsize = AtomicUsize::new(0);
 static POWER_OFF: AtomicU32 = AtomicU32::new(0);
 
 fn table<R>(f: impl FnOnce(&mut BTreeMap<Pid, Arc<Process>>) -> R) -> R {
-    interrupts::without_interrupts(|| f(&mut TABLE.lock()))
+    TABLE.with(f)
 }
 
 /// The process with `pid`.
@@ -191,7 +197,7 @@ fn kstack_error(e: KstackError) -> Errno {
 
 /// Kernel threads: not in the process table (they are not user processes and live
 /// until power-off), so they never count against the leak check.
-static KTHREADS: Mutex<Vec<Arc<Process>>> = Mutex::new(Vec::new());
+static KTHREADS: SpinLock<Vec<Arc<Process>>> = SpinLock::new("kernel threads", Vec::new());
 
 /// Start a kernel thread named `name` running `entry` (with interrupts off at entry:
 /// the body enables them). It has no address space and runs only kernel code; like
@@ -217,7 +223,7 @@ pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Ar
             brk: Brk::default(),
         },
     );
-    interrupts::without_interrupts(|| KTHREADS.lock().push(p.clone()));
+    KTHREADS.with(|k| k.push(p.clone()));
     sched::enqueue(p.clone());
     Ok(p)
 }
@@ -326,18 +332,21 @@ pub fn exec(frame: &mut TrapFrame, path: &str, argv: &[&str], envp: &[&str]) -> 
 /// hand its children to init, become a zombie for the parent's `wait4`, and switch away
 /// for good. When init ends, the machine powers off.
 pub fn exit_current(status: ExitStatus) -> ! {
-    interrupts::disable();
     let p = sched::current();
     // Leave the address space before it is freed.
     crate::vm::switch_to(None);
-    let (aspace, mut files, ppid) = p.with(|i| {
-        let aspace = i.aspace.take();
-        let files = core::mem::take(&mut i.files);
-        i.state = State::Zombie(status);
-        (aspace, files, i.ppid)
-    });
+    // Tear down while still a running process, with interrupts on: closing a device
+    // file and unmapping may sleep (address-space lock), and a zombie that slept would
+    // never be scheduled again. Nothing is dropped under the process lock.
+    interrupts::enable();
+    let (aspace, files) = p.with(|i| (i.aspace.take(), core::mem::take(&mut i.files)));
     drop(aspace);
-    files.close_all();
+    drop(files);
+    interrupts::disable();
+    let ppid = p.with(|i| {
+        i.state = State::Zombie(status);
+        i.ppid
+    });
     if p.pid == 1 {
         POWER_OFF.store(status.shell_status() as u32 + 1, Ordering::Release);
         sched::leave_forever(p);

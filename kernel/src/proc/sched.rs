@@ -7,36 +7,37 @@
 //! nanosleep, console input), or exits. Kernel code is not preempted: it runs until it
 //! blocks or returns to user mode, which keeps locking simple on one CPU.
 //!
-//! Every lock here is taken with interrupts off, because the timer interrupt takes the
-//! same locks to wake sleepers.
+//! Every lock here is a [`SpinLock`] (interrupts off), because the timer interrupt takes
+//! the same locks to wake sleepers. The scheduler plugs itself into [`crate::sync`] at
+//! boot, so sleeping locks and wait queues can put a process to sleep and wake it.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use spin::Mutex;
 use x86_64::instructions::interrupts;
 use x86_64::registers::model_specific::FsBase;
 use x86_64::VirtAddr;
 
 use super::{Process, State};
 use crate::arch::x86_64::{context, syscall};
+use crate::sync::{self, SpinLock};
 
 /// Timer ticks a process may run in user mode before it is preempted (10 ms).
 pub const TIME_SLICE_TICKS: u64 = 10;
 
-static RUN_QUEUE: Mutex<VecDeque<Arc<Process>>> = Mutex::new(VecDeque::new());
-static CURRENT: Mutex<Option<Arc<Process>>> = Mutex::new(None);
+static RUN_QUEUE: SpinLock<VecDeque<Arc<Process>>> = SpinLock::new("run queue", VecDeque::new());
+static CURRENT: SpinLock<Option<Arc<Process>>> = SpinLock::new("current process", None);
 /// Processes sleeping until a tick: (deadline, process).
-static SLEEPERS: Mutex<Vec<(u64, Arc<Process>)>> = Mutex::new(Vec::new());
+static SLEEPERS: SpinLock<Vec<(u64, Arc<Process>)>> = SpinLock::new("sleepers", Vec::new());
 /// The scheduler loop's saved stack pointer while a process runs.
 static SCHEDULER_RSP: AtomicU64 = AtomicU64::new(0);
 /// Tick at which the running process started its slice.
 static SLICE_START: AtomicU64 = AtomicU64::new(0);
 
-/// Run `f` on `m`'s contents with interrupts off.
-fn locked<T, R>(m: &Mutex<T>, f: impl FnOnce(&mut T) -> R) -> R {
-    interrupts::without_interrupts(|| f(&mut m.lock()))
+/// Run `f` on `m`'s contents with the lock held (and so interrupts off).
+fn locked<T, R>(m: &SpinLock<T>, f: impl FnOnce(&mut T) -> R) -> R {
+    m.with(f)
 }
 
 /// The running process. Panics outside process context (a kernel bug).
@@ -71,14 +72,25 @@ pub fn wake(p: &Arc<Process>) {
     });
 }
 
-/// What a frame-lock waiter does (see `mm::frame::set_wait_hook`): yield if a process
-/// is running, else just spin (at boot, or in the scheduler loop).
-fn wait_for_lock() {
-    if try_current().is_some() {
-        yield_now();
-    } else {
-        core::hint::spin_loop();
+impl sync::Task for Process {
+    fn wake(&self) {
+        if let Some(me) = self.this.upgrade() {
+            wake(&me);
+        }
     }
+    fn kill_pending(&self) -> bool {
+        self.is_killed()
+    }
+}
+
+/// Plug the scheduler into `sync`, so sleeping locks and wait queues can block and wake
+/// processes.
+fn register_with_sync() {
+    sync::set_scheduler(sync::Scheduler {
+        current: || try_current().map(|p| p as Arc<dyn sync::Task>),
+        block_current,
+        yield_now,
+    });
 }
 
 /// Work the scheduler loop does between two processes (set by a driver; see
@@ -93,7 +105,7 @@ pub fn set_poll(f: fn()) {
 
 /// The scheduler loop. Never returns.
 pub fn run() -> ! {
-    crate::mm::frame::set_wait_hook(wait_for_lock);
+    register_with_sync();
     loop {
         // Let pending interrupts in between two processes: a process that yields with
         // interrupts off (waiting for a frame lock inside the page-fault handler) must
@@ -151,6 +163,7 @@ fn switch_to_scheduler(p: &Process) {
 
 /// Let another process run; this one stays runnable.
 pub fn yield_now() {
+    sync::might_sleep("yield_now");
     let was_enabled = interrupts::are_enabled();
     interrupts::disable();
     let p = current();
@@ -177,6 +190,7 @@ pub fn yield_now() {
 /// no wake-up can be lost in between.
 pub fn block_current() {
     debug_assert!(!interrupts::are_enabled());
+    sync::might_sleep("block_current");
     let p = current();
     p.with(|inner| inner.state = State::Sleeping);
     switch_to_scheduler(&p);

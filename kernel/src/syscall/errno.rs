@@ -47,6 +47,7 @@ impl From<MmError> for Errno {
             MmError::Unaligned | MmError::InvalidRange => Errno::EINVAL,
             MmError::AlreadyMapped => Errno::EEXIST,
             MmError::NotMapped | MmError::BadAddress => Errno::EFAULT,
+            MmError::Killed => Errno::EINTR,
         }
     }
 }

@@ -12,25 +12,26 @@ use crate::fs::{File, FileKind};
 use crate::proc::sched;
 
 /// `open` flags (Linux values).
-const O_ACCMODE: u64 = 3;
-const O_RDONLY: u64 = 0;
-const O_WRONLY: u64 = 1;
-const O_RDWR: u64 = 2;
-const O_CREAT: u64 = 0o100;
+const O_ACCMODE: i32 = 3;
+const O_RDONLY: i32 = 0;
+const O_WRONLY: i32 = 1;
+const O_RDWR: i32 = 2;
+const O_CREAT: i32 = 0o100;
 
 /// Longest path we accept (Linux PATH_MAX).
 const PATH_MAX: usize = 4096;
 /// Bytes moved per step between user memory and a device.
 const CHUNK: usize = 512;
 
-fn file(fd: u64) -> Result<Arc<File>, Errno> {
-    sched::current().with(|p| p.files.get(fd as i64))
+/// The open file behind `fd` in the current process (EBADF if none).
+pub(super) fn file(fd: i32) -> Result<Arc<File>, Errno> {
+    sched::current().with(|p| p.files.get(fd))
 }
 
 /// open(path, flags, mode)
 pub fn open(args: Args) -> SysResult {
-    let path = uaccess::read_cstr(args.a0, PATH_MAX)?;
-    let flags = args.a1;
+    let path = uaccess::read_cstr(args.ptr(0), PATH_MAX)?;
+    let flags = args.int(1);
     let (readable, writable) = match flags & O_ACCMODE {
         O_RDONLY => (true, false),
         O_WRONLY => (false, true),
@@ -51,8 +52,15 @@ pub fn open(args: Args) -> SysResult {
         },
     };
     let f = File::new(kind, readable, writable);
-    let fd = sched::current().with(|p| p.files.insert(f))?;
-    Ok(fd as u64)
+    match sched::current().with(|p| p.files.insert(f)) {
+        Ok(fd) => Ok(fd as u64),
+        Err((errno, f)) => {
+            // Dropped here, not under the process lock: the release of a dmirror (the
+            // last reference) may sleep.
+            drop(f);
+            Err(errno)
+        }
+    }
 }
 
 /// The text of /proc/ps: one line per process.
@@ -74,17 +82,20 @@ fn ps_text() -> Vec<u8> {
 
 /// close(fd)
 pub fn close(args: Args) -> SysResult {
-    sched::current().with(|p| p.files.close(args.a0 as i64))?;
+    let f = sched::current().with(|p| p.files.close(args.fd(0)))?;
+    // Dropped here, not under the process lock: if this was the last reference, the
+    // file's release runs, and a dmirror's may sleep.
+    drop(f);
     Ok(0)
 }
 
 /// read(fd, buf, count)
 pub fn read(args: Args) -> SysResult {
-    let f = file(args.a0)?;
+    let f = file(args.fd(0))?;
     if !f.readable {
         return Err(Errno::EBADF);
     }
-    let (buf, count) = (args.a1, args.a2 as usize);
+    let (buf, count) = (args.ptr(1), args.ulong(2) as usize);
     if count == 0 {
         return Ok(0);
     }
@@ -127,8 +138,8 @@ fn read_console(buf: u64, count: usize) -> SysResult {
 
 /// write(fd, buf, count)
 pub fn write(args: Args) -> SysResult {
-    let f = file(args.a0)?;
-    write_to(&f, args.a1, args.a2 as usize)
+    let f = file(args.fd(0))?;
+    write_to(&f, args.ptr(1), args.ulong(2) as usize)
 }
 
 fn write_to(f: &File, buf: u64, count: usize) -> SysResult {
@@ -156,8 +167,8 @@ fn write_to(f: &File, buf: u64, count: usize) -> SysResult {
 /// writev(fd, iov, iovcnt)
 pub fn writev(args: Args) -> SysResult {
     const IOV_MAX: u64 = 1024;
-    let f = file(args.a0)?;
-    let (iov, count) = (args.a1, args.a2);
+    let f = file(args.fd(0))?;
+    let (iov, count) = (args.ptr(1), args.ulong(2));
     if count > IOV_MAX {
         return Err(Errno::EINVAL);
     }
@@ -174,13 +185,16 @@ pub fn writev(args: Args) -> SysResult {
 }
 
 /// ioctl(fd, request, arg): the console answers TIOCGWINSZ (so C programs see a
-/// terminal and line-buffer stdout); everything else is ENOTTY.
+/// terminal and line-buffer stdout); a dmirror has the ioctls of its driver; everything
+/// else is ENOTTY. The request is 32 bits (`unsigned int cmd`): musl passes it as an
+/// `int`, sign-extended, so 0xc0284805 arrives as 0xffffffffc0284805.
 pub fn ioctl(args: Args) -> SysResult {
-    const TIOCGWINSZ: u64 = 0x5413;
-    let f = file(args.a0)?;
-    match (&f.kind, args.a1) {
-        (FileKind::Dmirror(mirror), request) => {
-            crate::drivers::hmm::ioctl(mirror, request, args.a2)
+    const TIOCGWINSZ: u32 = 0x5413;
+    let f = file(args.fd(0))?;
+    let request = args.uint(1);
+    match (&f.kind, request) {
+        (FileKind::Dmirror(mirror), _) => {
+            crate::drivers::hmm::ioctl(mirror, request, args.ulong(2))
         }
         (FileKind::Console, TIOCGWINSZ) => {
             // struct winsize { rows, cols, xpixel, ypixel: u16 }
@@ -189,7 +203,7 @@ pub fn ioctl(args: Args) -> SysResult {
             for (i, v) in ws.iter().enumerate() {
                 raw[i * 2..i * 2 + 2].copy_from_slice(&v.to_le_bytes());
             }
-            uaccess::write_bytes(args.a2, &raw)?;
+            uaccess::write_bytes(args.ptr(2), &raw)?;
             Ok(0)
         }
         _ => Err(Errno::ENOTTY),

@@ -4,6 +4,56 @@
 //! argument, calls the mechanism (proc/, vm/, fs/) and writes the result (or `-errno`)
 //! into rax. User memory is only ever touched through [`uaccess`], which checks VMAs and
 //! goes through the page-fault path, so a bad pointer is `-EFAULT`, never a crash.
+//!
+//! # Argument types
+//!
+//! Linux declares every system call with C types (`SYSCALL_DEFINEn` in the kernel,
+//! `include/linux/syscalls.h`), and the type is part of the ABI: an argument declared
+//! `int` or `unsigned int` is the low 32 bits of its register, whatever the upper half
+//! holds. That matters: musl's `ioctl(int fd, int req, ...)` passes the request as an
+//! `int`, so `0xc0284805` arrives sign-extended as `0xffffffffc0284805`. Handlers
+//! therefore read their arguments only through the typed accessors of [`Args`]
+//! (`fd`, `int`, `uint`, `ulong`, `ptr`), one per C type, never as raw registers.
+//!
+//! | nr  | Linux prototype                                                          | 32-bit arguments      |
+//! |-----|--------------------------------------------------------------------------|-----------------------|
+//! | 0   | `read(unsigned int fd, char *buf, size_t count)`                         | fd                    |
+//! | 1   | `write(unsigned int fd, const char *buf, size_t count)`                  | fd                    |
+//! | 2   | `open(const char *filename, int flags, umode_t mode)`                    | flags (mode unused)   |
+//! | 3   | `close(unsigned int fd)`                                                 | fd                    |
+//! | 9   | `mmap(unsigned long addr, unsigned long len, unsigned long prot,`        | fd (Linux `fget` takes|
+//! |     | `     unsigned long flags, unsigned long fd, unsigned long off)`         | `unsigned int`)       |
+//! | 10  | `mprotect(unsigned long start, size_t len, unsigned long prot)`          | none: prot bits above |
+//! |     |                                                                          | 32 are EINVAL         |
+//! | 11  | `munmap(unsigned long addr, size_t len)`                                 | none                  |
+//! | 12  | `brk(unsigned long brk)`                                                 | none                  |
+//! | 16  | `ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)`            | fd, cmd               |
+//! | 20  | `writev(unsigned long fd, const struct iovec *vec, unsigned long vlen)`  | fd (Linux `fdget_pos` |
+//! |     |                                                                          | takes `unsigned int`) |
+//! | 24  | `sched_yield(void)`                                                      |                       |
+//! | 28  | `madvise(unsigned long start, size_t len, int behavior)`                 | behavior              |
+//! | 35  | `nanosleep(struct __kernel_timespec *rqtp, struct __kernel_timespec *rmtp)` | (rmtp unused)      |
+//! | 39  | `getpid(void)`                                                           |                       |
+//! | 57  | `fork(void)`                                                             |                       |
+//! | 59  | `execve(const char *filename, const char *const *argv,`                  |                       |
+//! |     | `       const char *const *envp)`                                        |                       |
+//! | 60  | `exit(int error_code)`                                                   | error_code            |
+//! | 61  | `wait4(pid_t pid, int *stat_addr, int options, struct rusage *ru)`       | pid, options          |
+//! | 62  | `kill(pid_t pid, int sig)`                                               | pid, sig              |
+//! | 63  | `newuname(struct new_utsname *name)`                                     |                       |
+//! | 99  | `sysinfo(struct sysinfo *info)`                                          |                       |
+//! | 110 | `getppid(void)`                                                          |                       |
+//! | 158 | `arch_prctl(int option, unsigned long arg2)`                             | option                |
+//! | 169 | `reboot(int magic1, int magic2, unsigned int cmd, void *arg)`            | magic1, magic2, cmd   |
+//! | 186 | `gettid(void)`                                                           |                       |
+//! | 218 | `set_tid_address(int *tidptr)`                                           |                       |
+//! | 228 | `clock_gettime(clockid_t which_clock, struct __kernel_timespec *tp)`     | which_clock (`int`)   |
+//! | 231 | `exit_group(int error_code)`                                             | error_code            |
+//!
+//! `pid_t` and `clockid_t` are `int`; pointers, `size_t` and `unsigned long` are all 64
+//! bits. The system call number itself is an `int` too: Linux's entry code uses eax only.
+//! An fd is 32 bits whether declared `int` or `unsigned int`; a negative one (as `int`)
+//! is EBADF, as a too large `unsigned int` is on Linux.
 #![deny(unsafe_code)]
 
 pub mod errno;
@@ -52,28 +102,54 @@ pub mod nr {
 /// What a syscall returns: a value for rax, or an errno.
 pub type SysResult = Result<u64, Errno>;
 
-/// The six argument registers, in ABI order.
+/// The six argument registers, in ABI order (rdi, rsi, rdx, r10, r8, r9). They are read
+/// only through the accessors below, each named after the C type the Linux prototype
+/// gives the argument (see the table at the top of this module), so that a 32-bit
+/// argument is never compared with the upper half of its register. `i` is the argument's
+/// position, 0 to 5.
 #[derive(Debug, Clone, Copy)]
-pub struct Args {
-    pub a0: u64,
-    pub a1: u64,
-    pub a2: u64,
-    pub a3: u64,
-    pub a4: u64,
-    pub a5: u64,
+pub struct Args([u64; 6]);
+
+impl Args {
+    fn from_frame(frame: &TrapFrame) -> Args {
+        Args([
+            frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+        ])
+    }
+
+    /// An `unsigned long` or `size_t` argument: the whole register.
+    pub fn ulong(self, i: usize) -> u64 {
+        self.0[i]
+    }
+
+    /// A user pointer: the whole register (uaccess checks it).
+    pub fn ptr(self, i: usize) -> u64 {
+        self.0[i]
+    }
+
+    /// An `unsigned int` argument: the low 32 bits.
+    pub fn uint(self, i: usize) -> u32 {
+        self.0[i] as u32
+    }
+
+    /// An `int` argument (also `pid_t`, `clockid_t`): the low 32 bits, signed.
+    pub fn int(self, i: usize) -> i32 {
+        self.uint(i) as i32
+    }
+
+    /// A file descriptor: the low 32 bits, as C's `int` (the file table answers EBADF
+    /// for a negative one).
+    pub fn fd(self, i: usize) -> i32 {
+        self.int(i)
+    }
 }
 
 /// Handle the system call whose registers are in `frame`; the result goes to rax.
 pub fn dispatch(frame: &mut TrapFrame) {
-    let number = frame.rax;
-    let args = Args {
-        a0: frame.rdi,
-        a1: frame.rsi,
-        a2: frame.rdx,
-        a3: frame.r10,
-        a4: frame.r8,
-        a5: frame.r9,
-    };
+    // The number is an `int` (Linux `do_syscall_64(regs, int nr)`): the upper half of
+    // rax does not count.
+    let number = frame.rax & 0xffff_ffff;
+    let args = Args::from_frame(frame);
     // Syscalls run with interrupts on, so the timer keeps ticking while we work or sleep.
     x86_64::instructions::interrupts::enable();
     let result = match number {
@@ -129,4 +205,28 @@ fn unknown(number: u64) -> SysResult {
         log::warn!("pid {pid}: unsupported syscall {number}, returning -ENOSYS");
     }
     Err(Errno::ENOSYS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    #[test_case]
+    fn int_arguments_use_the_low_32_bits() {
+        let args = Args([
+            0xffff_ffff_c028_4805,
+            0x1_0000_0003,
+            0xffff_ffff_ffff_ffff,
+            0x8000_0000,
+            0x1234_5678_9abc_def0,
+            0,
+        ]);
+        assert_eq!(args.uint(0), 0xc028_4805);
+        assert_eq!(args.fd(1), 3);
+        assert_eq!(args.int(2), -1);
+        assert_eq!(args.fd(2), -1);
+        assert_eq!(args.int(3), i32::MIN);
+        assert_eq!(args.ulong(4), 0x1234_5678_9abc_def0);
+        assert_eq!(args.ptr(0), 0xffff_ffff_c028_4805);
+    }
 }

@@ -12,7 +12,7 @@ use super::errno::Errno;
 use super::{uaccess, Args, SysResult};
 use crate::arch::x86_64::syscall::TrapFrame;
 use crate::arch::x86_64::{interrupts, tsc};
-use crate::proc::{self, sched, ExitStatus, WaitFor, WaitMode};
+use crate::proc::{self, sched, ExitStatus, Pid, WaitFor, WaitMode};
 
 pub fn getpid() -> SysResult {
     Ok(sched::current().pid as u64)
@@ -34,9 +34,9 @@ pub fn fork(frame: &TrapFrame) -> SysResult {
 
 /// execve(path, argv, envp)
 pub fn execve(frame: &mut TrapFrame, args: Args) -> SysResult {
-    let path = uaccess::read_cstr(args.a0, 4096)?;
-    let argv = uaccess::read_cstr_array(args.a1, proc::elf::MAX_ARG_BYTES)?;
-    let envp = uaccess::read_cstr_array(args.a2, proc::elf::MAX_ARG_BYTES)?;
+    let path = uaccess::read_cstr(args.ptr(0), 4096)?;
+    let argv = uaccess::read_cstr_array(args.ptr(1), proc::elf::MAX_ARG_BYTES)?;
+    let envp = uaccess::read_cstr_array(args.ptr(2), proc::elf::MAX_ARG_BYTES)?;
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let envp: Vec<&str> = envp.iter().map(String::as_str).collect();
     proc::exec(frame, &path, &argv, &envp)?;
@@ -45,48 +45,48 @@ pub fn execve(frame: &mut TrapFrame, args: Args) -> SysResult {
 
 /// exit(code) / exit_group(code)
 pub fn exit(args: Args) -> SysResult {
-    proc::exit_current(ExitStatus::Exited(args.a0 as i32 & 0xff))
+    proc::exit_current(ExitStatus::Exited(args.int(0) & 0xff))
 }
 
 /// wait4(pid, status, options, rusage): pid -1 (any child) or > 0; WNOHANG.
 pub fn wait4(args: Args) -> SysResult {
-    const WNOHANG: u64 = 1;
-    let pid = args.a0 as i64;
-    let which = match pid {
+    const WNOHANG: i32 = 1;
+    let (status, options) = (args.ptr(1), args.int(2));
+    let which = match args.int(0) {
         -1 => WaitFor::Any,
-        p if p > 0 => WaitFor::Pid(p as u32),
+        pid if pid > 0 => WaitFor::Pid(pid as Pid),
         _ => return Err(Errno::EINVAL), // process groups are not supported
     };
-    if args.a2 & !WNOHANG != 0 {
+    if options & !WNOHANG != 0 {
         return Err(Errno::EINVAL);
     }
-    let mode = if args.a2 & WNOHANG != 0 {
+    let mode = if options & WNOHANG != 0 {
         WaitMode::NoHang
     } else {
         WaitMode::Block
     };
-    let (child, status) = proc::wait(which, mode)?;
-    if child != 0 && args.a1 != 0 {
+    let (child, exit) = proc::wait(which, mode)?;
+    if child != 0 && status != 0 {
         // As Linux: the child is reaped even if the status cannot be stored.
-        uaccess::write_i32(args.a1, status.wait_status())?;
+        uaccess::write_i32(status, exit.wait_status())?;
     }
     Ok(child as u64)
 }
 
-/// kill(pid, sig): SIGKILL or 0 only.
+/// kill(pid, sig): SIGKILL or 0 only; pid > 0 only (no process groups).
 pub fn kill(args: Args) -> SysResult {
-    let pid = u32::try_from(args.a0 as i64).map_err(|_| Errno::EINVAL)?;
-    if pid == 0 {
-        return Err(Errno::EINVAL); // process groups are not supported
+    match args.int(0) {
+        pid if pid > 0 => proc::kill(pid as Pid, args.int(1))?,
+        _ => return Err(Errno::EINVAL),
     }
-    proc::kill(pid, args.a1 as i32)?;
     Ok(0)
 }
 
 /// nanosleep(req, rem): sleeps at least the requested time, in timer ticks (1 ms).
 pub fn nanosleep(args: Args) -> SysResult {
-    let secs = uaccess::read_u64(args.a0)?;
-    let nanos = uaccess::read_u64(args.a0 + 8)?;
+    let req = args.ptr(0);
+    let secs = uaccess::read_u64(req)?;
+    let nanos = uaccess::read_u64(req + 8)?;
     if nanos >= 1_000_000_000 || (secs as i64) < 0 {
         return Err(Errno::EINVAL);
     }
@@ -115,14 +115,14 @@ static REALTIME_OFFSET: Once<u64> = Once::new();
 
 /// clock_gettime(clock, tp): REALTIME and the MONOTONIC family.
 pub fn clock_gettime(args: Args) -> SysResult {
-    const REALTIME: u64 = 0;
-    const MONOTONIC: u64 = 1;
-    const MONOTONIC_RAW: u64 = 4;
-    const REALTIME_COARSE: u64 = 5;
-    const MONOTONIC_COARSE: u64 = 6;
-    const BOOTTIME: u64 = 7;
+    const REALTIME: i32 = 0;
+    const MONOTONIC: i32 = 1;
+    const MONOTONIC_RAW: i32 = 4;
+    const REALTIME_COARSE: i32 = 5;
+    const MONOTONIC_COARSE: i32 = 6;
+    const BOOTTIME: i32 = 7;
     let now = monotonic_ns();
-    let ns = match args.a0 {
+    let ns = match args.int(0) {
         MONOTONIC | MONOTONIC_RAW | MONOTONIC_COARSE | BOOTTIME => now,
         REALTIME | REALTIME_COARSE => {
             let offset = *REALTIME_OFFSET.call_once(|| {
@@ -132,18 +132,18 @@ pub fn clock_gettime(args: Args) -> SysResult {
         }
         _ => return Err(Errno::EINVAL),
     };
-    uaccess::write_u64s(args.a1, &[ns / 1_000_000_000, ns % 1_000_000_000])?;
+    uaccess::write_u64s(args.ptr(1), &[ns / 1_000_000_000, ns % 1_000_000_000])?;
     Ok(0)
 }
 
 /// arch_prctl(code, addr): ARCH_SET_FS / ARCH_GET_FS (thread-local storage base).
 pub fn arch_prctl(args: Args) -> SysResult {
-    const ARCH_SET_FS: u64 = 0x1002;
-    const ARCH_GET_FS: u64 = 0x1003;
-    match args.a0 {
+    const ARCH_SET_FS: i32 = 0x1002;
+    const ARCH_GET_FS: i32 = 0x1003;
+    match args.int(0) {
         ARCH_SET_FS => {
             // Linux: the base must be a user address (below TASK_SIZE_MAX).
-            let base = VirtAddr::try_new(args.a1)
+            let base = VirtAddr::try_new(args.ulong(1))
                 .ok()
                 .filter(|b| b.as_u64() < crate::mm::page_table::USER_END)
                 .ok_or(Errno::EPERM)?;
@@ -152,7 +152,7 @@ pub fn arch_prctl(args: Args) -> SysResult {
             Ok(0)
         }
         ARCH_GET_FS => {
-            uaccess::write_u64s(args.a1, &[FsBase::read().as_u64()])?;
+            uaccess::write_u64s(args.ptr(1), &[FsBase::read().as_u64()])?;
             Ok(0)
         }
         _ => Err(Errno::EINVAL),
@@ -174,7 +174,7 @@ pub fn uname(args: Args) -> SysResult {
     for (i, f) in fields.iter().enumerate() {
         raw[i * FIELD..i * FIELD + f.len()].copy_from_slice(f.as_bytes());
     }
-    uaccess::write_bytes(args.a0, &raw)?;
+    uaccess::write_bytes(args.ptr(0), &raw)?;
     Ok(0)
 }
 
@@ -195,20 +195,21 @@ pub fn sysinfo(args: Args) -> SysResult {
     put(&mut raw, 40, &free.to_le_bytes()); // freeram
     put(&mut raw, 80, &procs.to_le_bytes()); // procs
     put(&mut raw, 104, &1u32.to_le_bytes()); // mem_unit
-    uaccess::write_bytes(args.a0, &raw)?;
+    uaccess::write_bytes(args.ptr(0), &raw)?;
     Ok(0)
 }
 
 /// reboot(magic1, magic2, cmd, arg): LINUX_REBOOT_CMD_POWER_OFF powers off with status
-/// 0 (the runner exits 0); other commands are EINVAL.
+/// 0 (the runner exits 0); other commands are EINVAL. Linux declares the magics `int`
+/// and compares them with unsigned constants, so they are read as 32-bit patterns.
 pub fn reboot(args: Args) -> SysResult {
-    const MAGIC1: u64 = 0xfee1_dead;
-    const MAGIC2: [u64; 4] = [672_274_793, 85_072_278, 369_367_448, 537_993_216];
-    const CMD_POWER_OFF: u64 = 0x4321_fedc;
-    if args.a0 != MAGIC1 || !MAGIC2.contains(&args.a1) {
+    const MAGIC1: u32 = 0xfee1_dead;
+    const MAGIC2: [u32; 4] = [672_274_793, 85_072_278, 369_367_448, 537_993_216];
+    const CMD_POWER_OFF: u32 = 0x4321_fedc;
+    if args.uint(0) != MAGIC1 || !MAGIC2.contains(&args.uint(1)) {
         return Err(Errno::EINVAL);
     }
-    match args.a2 {
+    match args.uint(2) {
         CMD_POWER_OFF => proc::request_power_off(0),
         _ => Err(Errno::EINVAL),
     }

@@ -8,18 +8,18 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use spin::Mutex;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
-use super::notifier::{MmuNotifier, NotifyEvent, Owner, SubscriptionId};
+use super::notifier::{Invalidation, MmuNotifier, NotifyEvent, Owner, Subscribers, SubscriptionId};
+use crate::mm::gather::Gather;
+use crate::sync::{Killed, Mutex};
 use super::vma::{Prot, Sharing, Vma, VmaList};
 use crate::mm::frame::{self, Frame, FrameFlags};
 use crate::mm::page_table::{PageTable, USER_END};
 use crate::mm::pte::Pte;
 use crate::mm::{MmError, PAGE_SIZE};
 use core::ops::ControlFlow;
-use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::structures::paging::PhysFrame;
 
 /// Lowest address `mmap` hands out (Linux `mmap_min_addr` is 64 KiB; we keep the first
@@ -91,6 +91,9 @@ pub enum FaultOutcome {
     BadAccess(BadAccessReason),
     /// A frame was needed and none was free: the faulting process is killed.
     OutOfMemory,
+    /// A wait inside the fault (for a frame lock) was cut short by SIGKILL: the process
+    /// exits on its way back to user mode.
+    Killed,
     /// The fault cannot be a user's doing: the kernel is broken.
     KernelBug(KernelBug),
 }
@@ -102,9 +105,6 @@ pub enum KernelBug {
     KernelAddress,
     /// A fault on a user address while no address space is current.
     NoAddressSpace,
-    /// A fault while the faulting code held the address-space lock (the kernel touched
-    /// user memory, or dereferenced a bad pointer, inside an mm operation).
-    LockHeld,
 }
 
 /// How a fault was fixed (tests and the page-state dump print this).
@@ -168,53 +168,58 @@ impl From<MmError> for FixError {
 
 /// One address space: the lower half of a page table and its VMAs, behind a lock, and
 /// the devices that mirror it.
+///
+/// The lock is a sleeping [`Mutex`] (Linux `mmap_lock`): its holder may sleep (wait for
+/// memory, call notifiers that wait for a device). The fault path takes it too, with
+/// interrupts on. Frame locks are taken *before* it, never while holding it (except
+/// with `try_lock`), so the two cannot deadlock.
 pub struct AddressSpace {
     pub(super) inner: Mutex<Inner>,
-    pub(super) notifiers: Mutex<Vec<(SubscriptionId, Arc<dyn MmuNotifier>)>>,
-    next_subscription: AtomicU64,
+    pub(super) subscribers: Subscribers,
+    /// The root table's frame (it never changes; read without the lock, e.g. by the
+    /// scheduler loop, which cannot sleep).
+    root: PhysFrame,
 }
 
 impl AddressSpace {
     /// An empty address space (its page table shares the kernel's upper half).
     pub fn new() -> Result<Arc<AddressSpace>, MmError> {
         let table = PageTable::new()?;
+        let root = table.root();
         let aspace = AddressSpace {
-            inner: Mutex::new(Inner {
-                table,
-                vmas: VmaList::new(),
-            }),
-            notifiers: Mutex::new(Vec::new()),
-            next_subscription: AtomicU64::new(1),
+            inner: Mutex::new(
+                "address space",
+                Inner {
+                    table,
+                    vmas: VmaList::new(),
+                },
+            ),
+            subscribers: Subscribers::new(),
+            root,
         };
         Arc::try_new(aspace).map_err(|_| MmError::NoMemory)
     }
 
-    /// Run `f` with the lock held and interrupts off (the fault handler takes the same
-    /// lock, so it must never interrupt a holder).
+    /// Run `f` with the address-space lock held (sleeping for it if needed).
     pub(super) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        x86_64::instructions::interrupts::without_interrupts(|| f(&mut self.inner.lock()))
+        f(&mut self.inner.lock())
     }
 
     /// Subscribe `notifier` to this address space's invalidations.
     pub fn subscribe(&self, notifier: Arc<dyn MmuNotifier>) -> Result<SubscriptionId, MmError> {
-        let id = SubscriptionId(self.next_subscription.fetch_add(1, Ordering::Relaxed));
-        x86_64::instructions::interrupts::without_interrupts(|| {
-            let mut list = self.notifiers.lock();
-            list.try_reserve(1).map_err(|_| MmError::NoMemory)?;
-            list.push((id, notifier));
-            Ok(id)
-        })
+        self.subscribers.subscribe(notifier)
     }
 
-    /// End a subscription (closing the device file).
+    /// End a subscription (closing the device file). Holds the address-space lock so no
+    /// invalidation is half-delivered to it; the subscription is dropped after.
     pub fn unsubscribe(&self, id: SubscriptionId) {
-        x86_64::instructions::interrupts::without_interrupts(|| {
-            self.notifiers.lock().retain(|(s, _)| *s != id)
-        });
+        let gone = self.with(|_| self.subscribers.unsubscribe(id));
+        drop(gone);
     }
 
-    /// Tell every subscriber that [start, end) is being invalidated. Subscribers are
-    /// called without the notifier-list lock held.
+    /// Tell every subscriber about a change of [start, end) that removes no page
+    /// (protection changes, device-exclusive conversion and restore). Changes that
+    /// remove or replace pages use a [`Gather`] instead, which notifies by itself.
     pub(super) fn notify(
         &self,
         start: VirtAddr,
@@ -222,22 +227,12 @@ impl AddressSpace {
         event: NotifyEvent,
         owner: Option<Owner>,
     ) {
-        let subscribers: Vec<Arc<dyn MmuNotifier>> =
-            x86_64::instructions::interrupts::without_interrupts(|| {
-                self.notifiers
-                    .lock()
-                    .iter()
-                    .map(|(_, n)| n.clone())
-                    .collect()
-            });
-        for n in subscribers {
-            n.invalidate_range_start(start, end, event, owner);
-        }
+        self.subscribers.notify(start, end, event, owner);
     }
 
     /// The root page table frame (for CR3).
-    pub(super) fn root(&self) -> x86_64::structures::paging::PhysFrame {
-        self.with(|inner| inner.table.root())
+    pub(super) fn root(&self) -> PhysFrame {
+        self.root
     }
 
     /// Map `len` bytes of zero-filled anonymous memory (Linux `do_mmap` with
@@ -272,7 +267,9 @@ impl AddressSpace {
                     if !fits(at) {
                         return Err(MmError::InvalidRange);
                     }
-                    inner.unmap_range(at, at + len)?;
+                    // Linux `do_mmap` -> `do_vmi_munmap`: the old pages go through the
+                    // one unmap path, devices told first.
+                    inner.unmap_range(&self.subscribers, at, at + len)?;
                     at
                 }
                 Placement::FixedNoReplace(at) => {
@@ -307,8 +304,7 @@ impl AddressSpace {
     /// unmapped and its frame released (Linux `do_munmap`). Unmapped holes are fine.
     pub fn munmap(&self, start: VirtAddr, len: u64) -> Result<(), MmError> {
         let end = checked_range(start, len)?;
-        self.notify(start, end, NotifyEvent::Unmap, None);
-        self.with(|inner| inner.unmap_range(start, end))
+        self.with(|inner| inner.unmap_range(&self.subscribers, start, end))
     }
 
     /// Change the protection of [start, start + len), which must be fully mapped (Linux
@@ -316,11 +312,11 @@ impl AddressSpace {
     /// frame shared copy-on-write stays read-only until its first write.
     pub fn mprotect(&self, start: VirtAddr, len: u64, prot: Prot) -> Result<(), MmError> {
         let end = checked_range(start, len)?;
-        self.notify(start, end, NotifyEvent::ProtectionVma, None);
         self.with(|inner| {
             if !inner.vmas.covers(start, end) {
                 return Err(MmError::NoMemory);
             }
+            self.notify(start, end, NotifyEvent::ProtectionVma, None);
             inner.vmas.split_at(start)?;
             inner.vmas.split_at(end)?;
             inner.vmas.set_prot(start, end, prot);
@@ -352,13 +348,7 @@ impl AddressSpace {
     /// on a write to a shared frame, restore a device-exclusive entry.
     pub fn handle_fault(&self, addr: VirtAddr, access: Access, _who: Privilege) -> FaultOutcome {
         let page = addr.align_down(PAGE_SIZE);
-        let Some(mut guard) =
-            x86_64::instructions::interrupts::without_interrupts(|| self.inner.try_lock())
-        else {
-            return FaultOutcome::KernelBug(KernelBug::LockHeld);
-        };
-        // (Interrupts are off in the fault handler; a caller from elsewhere gets them
-        // re-enabled while fixing, which is fine: the timer does not touch address spaces.)
+        let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let Some(vma) = inner.vmas.find(addr).copied() else {
             return FaultOutcome::BadAccess(BadAccessReason::NotMapped);
@@ -366,9 +356,7 @@ impl AddressSpace {
         if !vma.allows(access) {
             return FaultOutcome::BadAccess(BadAccessReason::Protection { prot: vma.prot });
         }
-        match inner.fix_entry(&vma, page, access, &|va, ev| {
-            self.notify(va, va + PAGE_SIZE, ev, None)
-        }) {
+        match inner.fix_entry(&self.subscribers, &vma, page, access) {
             Ok(fix) => FaultOutcome::Fixed(fix),
             Err(FixError::Mm(MmError::NoMemory)) => FaultOutcome::OutOfMemory,
             Err(FixError::Mm(e)) => panic!("handle_fault: unexpected {e:?} at {addr:?}"),
@@ -376,7 +364,10 @@ impl AddressSpace {
                 // SAFETY: the entry holds a reference and we hold the lock.
                 let reference = unsafe { Frame::get_ref(frame) };
                 drop(guard);
-                FaultOutcome::Fixed(self.restore_exclusive(page, reference))
+                match self.restore_exclusive(page, reference) {
+                    Ok(fix) => FaultOutcome::Fixed(fix),
+                    Err(Killed) => FaultOutcome::Killed,
+                }
             }
         }
     }
@@ -445,9 +436,7 @@ impl AddressSpace {
                             return Ok(None);
                         }
                         Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. } => {
-                            match inner.fix_entry(&vma, page, access, &|va, ev| {
-                                self.notify(va, va + PAGE_SIZE, ev, None)
-                            }) {
+                            match inner.fix_entry(&self.subscribers, &vma, page, access) {
                                 Ok(_) => {}
                                 Err(FixError::Mm(e)) => return Err(e),
                                 Err(FixError::Exclusive(frame)) => {
@@ -462,7 +451,8 @@ impl AddressSpace {
             match step {
                 None => at += n as u64,
                 Some(frame) => {
-                    self.restore_exclusive(page, frame);
+                    self.restore_exclusive(page, frame)
+                        .map_err(|Killed| MmError::Killed)?;
                 }
             }
         }
@@ -474,12 +464,20 @@ impl AddressSpace {
     /// `NoMemory` (ENOMEM) if part of the range is not mapped, as Linux.
     pub fn zap(&self, start: VirtAddr, len: u64) -> Result<(), MmError> {
         let end = checked_range(start, len)?;
-        self.notify(start, end, NotifyEvent::Clear, None);
         self.with(|inner| {
             if !inner.vmas.covers(start, end) {
                 return Err(MmError::NoMemory);
             }
-            inner.table.cursor(start, end)?.unmap_all();
+            let mut cursor = inner.table.cursor(start, end)?;
+            let clear = Invalidation {
+                subscribers: &self.subscribers,
+                event: NotifyEvent::Clear,
+                owner: None,
+            };
+            let mut gather = Gather::begin(&clear, start, end);
+            cursor.unmap_all(&mut gather);
+            drop(cursor);
+            gather.finish();
             Ok(())
         })
     }
@@ -516,7 +514,7 @@ impl AddressSpace {
                     let empty =
                         parent.table.cursor(page, page + PAGE_SIZE)?.query(page)? == Pte::None;
                     if empty {
-                        match parent.fix_entry(&vma, page, Access::Read, &|_, _| {}) {
+                        match parent.fix_entry(&self.subscribers, &vma, page, Access::Read) {
                             Ok(_) => {}
                             Err(FixError::Mm(e)) => return Err(e),
                             Err(FixError::Exclusive(_)) => {
@@ -634,8 +632,12 @@ impl AddressSpace {
                     break;
                 }
                 Some(frame) => {
-                    // Sleep until the driver unlocks the frame, then look again.
-                    frame.meta().lock();
+                    // Sleep until the driver unlocks the frame, then look again. Killable:
+                    // a parent sent SIGKILL gives up (the half-built child is dropped).
+                    frame
+                        .meta()
+                        .lock_killable()
+                        .map_err(|Killed| MmError::Killed)?;
                     frame.meta().unlock();
                 }
             }
@@ -771,33 +773,58 @@ impl Drop for AddressSpace {
         if let Err(v) = self.check_invariants() {
             panic!("AddressSpace::drop: invariant broken: {v}");
         }
-        self.notify(
-            VirtAddr::new(0),
-            VirtAddr::new(USER_END),
-            NotifyEvent::Release,
-            None,
-        );
+        // Every page goes through the one unmap path: devices hear `Release` first.
+        let (start, end) = (VirtAddr::new(0), VirtAddr::new(USER_END));
+        let release = Invalidation {
+            subscribers: &self.subscribers,
+            event: NotifyEvent::Release,
+            owner: None,
+        };
+        let inner = self.inner.get_mut();
+        let mut gather = Gather::begin(&release, start, end);
+        let mut cursor = inner
+            .table
+            .cursor(start, end)
+            .expect("the whole user half is a valid range");
+        cursor.unmap_all(&mut gather);
+        drop(cursor);
+        gather.finish();
     }
 }
 
 impl Inner {
-    /// Cut VMAs at the edges of [start, end), drop those inside, unmap their entries.
-    fn unmap_range(&mut self, start: VirtAddr, end: VirtAddr) -> Result<(), MmError> {
+    /// Cut VMAs at the edges of [start, end), drop those inside, unmap their entries
+    /// (Linux `do_vmi_munmap`): devices are told (`Unmap`) before any entry goes, and
+    /// the frames are freed after the TLB flush.
+    fn unmap_range(
+        &mut self,
+        subscribers: &Subscribers,
+        start: VirtAddr,
+        end: VirtAddr,
+    ) -> Result<(), MmError> {
         self.vmas.split_at(start)?;
         self.vmas.split_at(end)?;
         self.vmas.remove_range(start, end);
         let mut cursor = self.table.cursor(start, end)?;
-        cursor.unmap_all();
+        let unmap = Invalidation {
+            subscribers,
+            event: NotifyEvent::Unmap,
+            owner: None,
+        };
+        let mut gather = Gather::begin(&unmap, start, end);
+        cursor.unmap_all(&mut gather);
+        drop(cursor);
+        gather.finish();
         Ok(())
     }
 
     /// Make the entry at `page` allow `access`, per `vma` (already checked).
     pub(super) fn fix_entry(
         &mut self,
+        subscribers: &Subscribers,
         vma: &Vma,
         page: VirtAddr,
         access: Access,
-        notify: &dyn Fn(VirtAddr, NotifyEvent),
     ) -> Result<Fix, FixError> {
         let mut cursor = self.table.cursor(page, page + PAGE_SIZE)?;
         match cursor.query(page)? {
@@ -845,9 +872,16 @@ impl Inner {
                     .set_flags(FrameFlags::ANON | FrameFlags::ANON_EXCLUSIVE);
                 // The old frame loses one mapping; its other users keep it.
                 // Devices must drop the old frame before the entry moves to the copy
-                // (Linux `wp_page_copy` sends MMU_NOTIFY_CLEAR).
-                notify(page, NotifyEvent::Clear);
-                cursor.exchange(page, copy, vma.pte_flags(true))?;
+                // (Linux `wp_page_copy` sends MMU_NOTIFY_CLEAR): the gather does that.
+                let clear = Invalidation {
+                    subscribers,
+                    event: NotifyEvent::Clear,
+                    owner: None,
+                };
+                let mut gather = Gather::begin(&clear, page, page + PAGE_SIZE);
+                cursor.exchange(page, copy, vma.pte_flags(true), &mut gather)?;
+                drop(cursor);
+                gather.finish();
                 Ok(Fix::CowCopy)
             }
             // Linux `remove_device_exclusive_entry`: may sleep, so the caller does it.

@@ -27,6 +27,7 @@ use super::{Access, FaultOutcome, Privilege};
 use crate::mm::frame::{self, Frame, FrameFlags};
 use crate::mm::pte::Pte;
 use crate::mm::PAGE_SIZE;
+use crate::sync::Killed;
 
 /// Why a page could not be made device-exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub enum ExclusiveError {
     NotAnonymousPrivate,
     /// No memory to fault the page in.
     NoMemory,
+    /// The requester was sent SIGKILL while waiting (only a process can be; the
+    /// driver's engine thread never is).
+    Killed,
 }
 
 /// A frame just made device-exclusive, still locked and referenced: the driver maps it
@@ -93,6 +97,7 @@ impl AddressSpace {
             match self.handle_fault(page, Access::Write, Privilege::Kernel) {
                 FaultOutcome::Fixed(_) => {}
                 FaultOutcome::OutOfMemory => return Err(ExclusiveError::NoMemory),
+                FaultOutcome::Killed => return Err(ExclusiveError::Killed),
                 FaultOutcome::BadAccess(_) | FaultOutcome::KernelBug(_) => {
                     return Err(ExclusiveError::BadAddress)
                 }
@@ -157,13 +162,14 @@ impl AddressSpace {
     /// Put a present entry back for the device-exclusive entry at `page` whose frame
     /// `reference` the caller took (Linux `remove_device_exclusive_entry`). Called
     /// without the address-space lock: it sleeps on the frame lock (waiting for a driver
-    /// still programming its device), tells every device to drop the page, then under
-    /// the lock restores the entry if it is still the same exclusive entry: writable iff
-    /// the VMA is writable and the frame anon-exclusive, dirty iff the frame is dirty.
-    pub(super) fn restore_exclusive(&self, page: VirtAddr, reference: Frame) -> Fix {
-        reference.meta().lock();
-        self.notify(page, page + PAGE_SIZE, NotifyEvent::Clear, None);
+    /// still programming its device; killable: `Killed` if the process is sent SIGKILL
+    /// meanwhile), tells every device to drop the page, then under the lock restores the
+    /// entry if it is still the same exclusive entry: writable iff the VMA is writable
+    /// and the frame anon-exclusive, dirty iff the frame is dirty.
+    pub(super) fn restore_exclusive(&self, page: VirtAddr, reference: Frame) -> Result<Fix, Killed> {
+        reference.meta().lock_killable()?;
         self.with(|inner| {
+            self.notify(page, page + PAGE_SIZE, NotifyEvent::Clear, None);
             let Some(vma) = inner.vmas.find(page).copied() else {
                 return; // unmapped meanwhile: nothing to restore
             };
@@ -193,6 +199,6 @@ impl AddressSpace {
             }
         });
         reference.meta().unlock();
-        Fix::ExclusiveRestored
+        Ok(Fix::ExclusiveRestored)
     }
 }

@@ -18,14 +18,14 @@ pub use notifier::{MmuNotifier, NotifyEvent, Owner, SubscriptionId};
 pub use vma::{Prot, Sharing, Vma};
 
 use alloc::sync::Arc;
-use spin::Mutex;
+use crate::sync::SpinLock;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::VirtAddr;
 
 use crate::mm::page_table::KERNEL_START;
 
-static CURRENT: Mutex<Option<Arc<AddressSpace>>> = Mutex::new(None);
+static CURRENT: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new("current address space", None);
 static KERNEL_ROOT: spin::Once<PhysFrame> = spin::Once::new();
 
 /// Remember the kernel-only page table (what CR3 holds when no process runs).
@@ -35,7 +35,7 @@ pub fn init() {
 
 /// The current address space, if any.
 pub fn current() -> Option<Arc<AddressSpace>> {
-    x86_64::instructions::interrupts::without_interrupts(|| CURRENT.lock().clone())
+    CURRENT.with(|c| c.clone())
 }
 
 /// Make `aspace` the one the CPU translates through (`None`: the kernel-only table).
@@ -45,15 +45,18 @@ pub fn switch_to(aspace: Option<Arc<AddressSpace>>) {
         Some(a) => a.root(),
         None => *KERNEL_ROOT.get().expect("vm::switch_to before vm::init"),
     };
-    x86_64::instructions::interrupts::without_interrupts(|| {
+    {
         let mut current = CURRENT.lock();
         // SAFETY: `root` is the root of a live page table (held by `aspace`, which we
         // keep in CURRENT, or the kernel's own), and every table shares the kernel's
         // upper half, where all kernel code, stacks and data live.
         unsafe { Cr3::write(root, Cr3Flags::empty()) };
-        // Drop the old one only after CR3 no longer points at it.
-        let _old = core::mem::replace(&mut *current, aspace);
-    });
+        // Drop the old one only after CR3 no longer points at it, and outside the lock
+        // (its drop unmaps everything and tells the devices, which may sleep).
+        let old = core::mem::replace(&mut *current, aspace);
+        drop(current);
+        drop(old);
+    }
 }
 
 /// Entry from the page-fault exception: hand a user-half address to the current
@@ -62,14 +65,8 @@ pub fn page_fault(addr: VirtAddr, access: Access, who: Privilege) -> FaultOutcom
     if addr.as_u64() >= KERNEL_START {
         return FaultOutcome::KernelBug(KernelBug::KernelAddress);
     }
-    // Interrupts are off in the exception handler, so try_lock can only fail if the
-    // faulting code itself held CURRENT.
-    let Some(current) = CURRENT.try_lock() else {
-        return FaultOutcome::KernelBug(KernelBug::LockHeld);
-    };
-    let Some(aspace) = current.clone() else {
+    let Some(aspace) = current() else {
         return FaultOutcome::KernelBug(KernelBug::NoAddressSpace);
     };
-    drop(current);
     aspace.handle_fault(addr, access, who)
 }

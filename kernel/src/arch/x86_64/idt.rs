@@ -244,6 +244,14 @@ extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFault
     } else {
         Privilege::Kernel
     };
+    // The fault path sleeps (address-space lock, frame locks): let interrupts in if the
+    // faulting code had them on (user code always has). CR2 was read above.
+    let irq_on = frame
+        .cpu_flags
+        .contains(x86_64::registers::rflags::RFlags::INTERRUPT_FLAG);
+    if irq_on {
+        x86_64::instructions::interrupts::enable();
+    }
     let outcome = match x86_64::VirtAddr::try_new(addr) {
         Ok(va) if !code.contains(PageFaultErrorCode::MALFORMED_TABLE) => {
             vm::page_fault(va, access, who)
@@ -254,8 +262,11 @@ extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFault
         // Returning to user mode: a pending SIGKILL takes effect now.
         crate::proc::exit_if_killed();
     }
+    x86_64::instructions::interrupts::disable();
     let rip = frame.instruction_pointer.as_u64();
     match outcome {
+        // Killed: only for user faults, and exit_if_killed above did not return.
+        FaultOutcome::Fixed(_) | FaultOutcome::Killed if who == Privilege::User => return,
         FaultOutcome::Fixed(_) => return,
         FaultOutcome::BadAccess(reason) if who == Privilege::User => {
             crate::proc::kill_current_for_fault(
