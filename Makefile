@@ -1,6 +1,6 @@
 # Thin wrappers. Every target that needs tools runs `setup` first, which installs only
 # what is missing (QEMU, OVMF, musl-gcc; rust-src and llvm-tools for the nightly).
-.PHONY: setup build user user-host-test run run-uefi test bench fmt lint clean
+.PHONY: setup build user user-host-test run run-uefi test bench fmt fmt-check lint clean
 
 # The user programs and the default initramfs that `make user` builds (scripts/build-user.sh).
 USER_BIN := target/user/bin
@@ -38,11 +38,18 @@ fmt:
 	cd boot && cargo fmt
 	cd user && cargo fmt --all
 
+## make fmt-check: formatting as `make fmt` would leave it (make test runs this)
+fmt-check:
+	cargo fmt --all -- --check
+	cd boot && cargo fmt -- --check
+	cd user && cargo fmt --all -- --check
+
+## make lint: clippy on every crate, warnings are errors (make test runs this)
 lint: setup
-	cargo clippy --lib --bins --tests
-	cd / && cargo +nightly clippy --manifest-path $(CURDIR)/devices/Cargo.toml --target-dir $(CURDIR)/target/host --all-targets
-	cd / && cargo +nightly clippy --release --manifest-path $(CURDIR)/boot/Cargo.toml --target-dir $(CURDIR)/target/boot --all-targets
-	cd user && cargo clippy --release
+	cargo clippy --lib --bins --tests -- -D warnings
+	cd / && cargo +nightly clippy --manifest-path $(CURDIR)/devices/Cargo.toml --target-dir $(CURDIR)/target/host --all-targets -- -D warnings
+	cd / && cargo +nightly clippy --release --manifest-path $(CURDIR)/boot/Cargo.toml --target-dir $(CURDIR)/target/boot --all-targets -- -D warnings
+	cd user && cargo clippy --release -- -D warnings
 
 ## make bench: memory-management micro-benchmarks (release build, in QEMU, key=value lines)
 bench: setup user

@@ -19,6 +19,9 @@ step() { # step NAME COMMAND...
     if ! "$@"; then failed_steps+=("$name"); fi
 }
 
+# The tree stays clean: formatting and clippy (warnings are errors) on every crate.
+step "lint: cargo fmt --check" make --no-print-directory fmt-check
+step "lint: clippy -D warnings" make --no-print-directory lint
 # Host crates are built from / so the repo's bare-metal .cargo/config.toml does not apply.
 step "host: devices" bash -c "cd / && cargo +nightly test --manifest-path '$ROOT/devices/Cargo.toml' --target-dir '$ROOT/target/host'"
 step "host: boot (runner)" bash -c "cd / && cargo +nightly test --release --manifest-path '$ROOT/boot/Cargo.toml' --target-dir '$ROOT/target/boot'"

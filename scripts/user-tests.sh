@@ -33,7 +33,7 @@ for t in "${tests[@]}"; do
         name="$name(test-hooks)"
     fi
     echo "[user-tests] $name"
-    "$ROOT/run-qemu.sh" "$kernel" --init "$t" </dev/null 2>&1 | tee "$log""
+    "$ROOT/run-qemu.sh" "$kernel" --init "$t" </dev/null 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
     passed=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"${summary:-0 passed}")

@@ -281,8 +281,9 @@ extern "C" fn engine_main() -> ! {
                 held: Vec::new(),
             };
             dev.process(&mut PhysMemory, &mut host);
-            let ids: Vec<(u32, Waiter)> =
-                locked(&accel.waiters, |w| w.iter().map(|(id, w)| (*id, *w)).collect());
+            let ids: Vec<(u32, Waiter)> = locked(&accel.waiters, |w| {
+                w.iter().map(|(id, w)| (*id, *w)).collect()
+            });
             ids.into_iter()
                 .filter_map(|(id, w)| dev.take_completion(CommandId(id)).map(|c| (id, w, c)))
                 .collect()
@@ -629,7 +630,9 @@ pub fn open(minor: u32) -> Result<Arc<Mirror>, Errno> {
         owner,
     })
     .map_err(|_| fail(Errno::ENOMEM))?;
-    let subscription = aspace.subscribe(notifier).map_err(|_| fail(Errno::ENOMEM))?;
+    let subscription = aspace
+        .subscribe(notifier)
+        .map_err(|_| fail(Errno::ENOMEM))?;
     let mirror = Arc::try_new(Mirror {
         ctx,
         aspace: Arc::downgrade(&aspace),
@@ -790,7 +793,9 @@ pub fn ioctl(mirror: &Mirror, request: u32, arg: u64) -> Result<u64, Errno> {
         ioctl::WRITE => dmirror_write(accel, mirror, &mut cmd)?,
         ioctl::EXCLUSIVE => dmirror_exclusive(accel, mirror, &mut cmd)?,
         ioctl::EXCLUSIVE_HOLD if cfg!(feature = "test-hooks") => {
-            accel.hold_ms.store(hold_ms.min(MAX_HOLD_MS), Ordering::Relaxed);
+            accel
+                .hold_ms
+                .store(hold_ms.min(MAX_HOLD_MS), Ordering::Relaxed);
             let r = dmirror_exclusive(accel, mirror, &mut cmd);
             accel.hold_ms.store(0, Ordering::Relaxed);
             r?

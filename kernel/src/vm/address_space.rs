@@ -12,13 +12,13 @@ use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
 use super::notifier::{Invalidation, MmuNotifier, NotifyEvent, Owner, Subscribers, SubscriptionId};
-use crate::mm::gather::Gather;
-use crate::sync::{Killed, Mutex};
 use super::vma::{Prot, Sharing, Vma, VmaList};
 use crate::mm::frame::{self, Frame, FrameFlags};
+use crate::mm::gather::Gather;
 use crate::mm::page_table::{PageTable, USER_END};
 use crate::mm::pte::Pte;
 use crate::mm::{MmError, PAGE_SIZE};
+use crate::sync::{Killed, Mutex};
 use core::ops::ControlFlow;
 use x86_64::structures::paging::PhysFrame;
 

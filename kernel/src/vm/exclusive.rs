@@ -166,7 +166,11 @@ impl AddressSpace {
     /// meanwhile), tells every device to drop the page, then under the lock restores the
     /// entry if it is still the same exclusive entry: writable iff the VMA is writable
     /// and the frame anon-exclusive, dirty iff the frame is dirty.
-    pub(super) fn restore_exclusive(&self, page: VirtAddr, reference: Frame) -> Result<Fix, Killed> {
+    pub(super) fn restore_exclusive(
+        &self,
+        page: VirtAddr,
+        reference: Frame,
+    ) -> Result<Fix, Killed> {
         reference.meta().lock_killable()?;
         self.with(|inner| {
             self.notify(page, page + PAGE_SIZE, NotifyEvent::Clear, None);

@@ -17,8 +17,8 @@ pub use exclusive::{ExclusiveError, ExclusiveFrame};
 pub use notifier::{MmuNotifier, NotifyEvent, Owner, SubscriptionId};
 pub use vma::{Prot, Sharing, Vma};
 
-use alloc::sync::Arc;
 use crate::sync::SpinLock;
+use alloc::sync::Arc;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::VirtAddr;

@@ -108,7 +108,13 @@ impl Subscribers {
 
     /// Tell every subscriber that [start, end) is being invalidated. Subscribers are
     /// called without the list lock held.
-    pub(super) fn notify(&self, start: VirtAddr, end: VirtAddr, event: NotifyEvent, owner: Option<Owner>) {
+    pub(super) fn notify(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+        event: NotifyEvent,
+        owner: Option<Owner>,
+    ) {
         match self.snapshot() {
             Some(subs) => {
                 for n in subs {
