@@ -431,3 +431,64 @@ fn fork_out_of_memory_leaves_parent_intact() {
     }
     assert_eq!(free_frames(), base);
 }
+
+/// Linux's `vm.max_map_count`: at most 65530 VMAs. Mappings that cannot merge (the
+/// protection alternates) fill the list; the next mmap is ENOMEM; a hole punched in the
+/// middle of a VMA is ENOMEM too and leaves the VMAs as they were (no mergeable halves);
+/// unmapping the tail of a VMA at the limit works (it adds none); all memory comes back.
+#[test_case]
+fn vma_limit_is_max_map_count() {
+    let base = free_frames();
+    {
+        let a = AddressSpace::new().unwrap();
+        let start = 0x1000_0000u64;
+        let mut n = 0u64;
+        let err = loop {
+            let prot = if n % 2 == 0 { RW } else { Prot::READ };
+            let at = VirtAddr::new(start + n * PAGE);
+            match a.map_anonymous(Placement::FixedNoReplace(at), PAGE, prot, Sharing::Private) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        serial_println!("# {n} one-page mappings of alternating protection, then {err:?}");
+        assert_eq!(err, MmError::NoMemory);
+        assert_eq!(n as usize, vm::vma::MAX_MAP_COUNT);
+        assert_eq!(a.vmas().len(), vm::vma::MAX_MAP_COUNT);
+        // Make the first VMA 3 pages long (unmap its neighbours: -2 VMAs, then map 2
+        // pages of the same protection: merges, +0), so a hole can be punched in it.
+        a.munmap(VirtAddr::new(start + PAGE), 2 * PAGE).unwrap();
+        a.map_anonymous(
+            Placement::FixedNoReplace(VirtAddr::new(start + PAGE)),
+            2 * PAGE,
+            RW,
+            Sharing::Private,
+        )
+        .unwrap();
+        let count = a.vmas().len();
+        assert_eq!(count, vm::vma::MAX_MAP_COUNT - 2);
+        // Fill up again, above everything.
+        let top = start + n * PAGE;
+        for i in 0..2u64 {
+            let prot = if (n + i) % 2 == 0 { RW } else { Prot::READ };
+            let at = VirtAddr::new(top + i * PAGE);
+            a.map_anonymous(Placement::FixedNoReplace(at), PAGE, prot, Sharing::Private)
+                .unwrap();
+        }
+        assert_eq!(a.vmas().len(), vm::vma::MAX_MAP_COUNT);
+        let punch = a.munmap(VirtAddr::new(start + PAGE), PAGE);
+        serial_println!("# punching a hole in a 3-page VMA at the limit: {punch:?}");
+        assert_eq!(punch, Err(MmError::NoMemory));
+        assert_eq!(
+            a.vmas()[0].end,
+            VirtAddr::new(start + 3 * PAGE),
+            "the failed munmap left the VMA split"
+        );
+        assert_eq!(a.vmas().len(), vm::vma::MAX_MAP_COUNT);
+        let tail = a.munmap(VirtAddr::new(start + 2 * PAGE), PAGE);
+        serial_println!("# unmapping the tail of that VMA at the limit: {tail:?}");
+        assert_eq!(tail, Ok(()));
+        check(&a);
+    }
+    assert_eq!(free_frames(), base, "frames leaked");
+}

@@ -76,7 +76,9 @@ pub fn command(opts: &Options, image: &Path) -> Result<Command> {
     }
     let mut cmd = Command::new(qemu);
     cmd.arg("-drive")
-        .arg(format!("format=raw,file={}", image.display()))
+        // virtio-blk, not IDE: the firmware reads the kernel through virtio instead of
+        // port I/O, which halves the time to the banner under TCG.
+        .arg(format!("if=virtio,format=raw,file={}", image.display()))
         .args(["-m", MEMORY, "-cpu", "max", "-smp", "1"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .args(["-display", "none", "-no-reboot"]);

@@ -12,7 +12,7 @@ use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
 use super::notifier::{Invalidation, MmuNotifier, NotifyEvent, Owner, Subscribers, SubscriptionId};
-use super::vma::{Prot, Sharing, Vma, VmaList};
+use super::vma::{Prot, Sharing, SplitFor, Vma, VmaList};
 use crate::mm::frame::{self, Frame, FrameFlags};
 use crate::mm::gather::Gather;
 use crate::mm::page_table::{PageTable, USER_END};
@@ -317,8 +317,7 @@ impl AddressSpace {
                 return Err(MmError::NoMemory);
             }
             self.notify(start, end, NotifyEvent::ProtectionVma, None);
-            inner.vmas.split_at(start)?;
-            inner.vmas.split_at(end)?;
+            inner.vmas.split_range(start, end, SplitFor::Change)?;
             inner.vmas.set_prot(start, end, prot);
             // One pass over the entries of each VMA in the range.
             let Inner { table, vmas } = inner;
@@ -802,8 +801,7 @@ impl Inner {
         start: VirtAddr,
         end: VirtAddr,
     ) -> Result<(), MmError> {
-        self.vmas.split_at(start)?;
-        self.vmas.split_at(end)?;
+        self.vmas.split_range(start, end, SplitFor::Removal)?;
         self.vmas.remove_range(start, end);
         let mut cursor = self.table.cursor(start, end)?;
         let unmap = Invalidation {

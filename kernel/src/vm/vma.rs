@@ -94,6 +94,22 @@ impl Vma {
     }
 }
 
+/// Most VMAs one address space may have (Linux `vm.max_map_count`, default 65530):
+/// past it, mmap, munmap and mprotect that would add one fail with ENOMEM. Each VMA costs
+/// kernel heap, so without a limit a user could exhaust the heap with one-page mappings.
+pub const MAX_MAP_COUNT: usize = 65530;
+
+/// Why a range is cut out of the VMAs, which decides how the VMA limit applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitFor {
+    /// The range stays mapped with other properties (mprotect): every split must fit
+    /// under the limit (Linux `split_vma`).
+    Change,
+    /// The range is removed right after (munmap, MAP_FIXED): only a hole in the middle
+    /// of a VMA adds one.
+    Removal,
+}
+
 /// The sorted, non-overlapping VMAs of one address space.
 ///
 /// A sorted `Vec` with binary search: simple to read, and every insertion reserves
@@ -152,9 +168,28 @@ impl VmaList {
         at >= end
     }
 
+    /// Room for one more VMA: `NoMemory` (ENOMEM) past [`MAX_MAP_COUNT`] (plus `slack`,
+    /// see [`SplitFor`]) or when the kernel heap cannot grow the list.
+    fn reserve_one_with(&mut self, slack: usize) -> Result<(), MmError> {
+        if self.vmas.len() >= MAX_MAP_COUNT + slack {
+            return Err(MmError::NoMemory);
+        }
+        self.vmas.try_reserve(1).map_err(|_| MmError::NoMemory)
+    }
+
+    /// How many VMAs there are.
+    pub fn len(&self) -> usize {
+        self.vmas.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.vmas.is_empty()
+    }
+
     /// Insert a VMA that overlaps none (caller checked), then merge with neighbours.
     pub fn insert(&mut self, vma: Vma) -> Result<(), MmError> {
-        self.vmas.try_reserve(1).map_err(|_| MmError::NoMemory)?;
+        self.reserve_one_with(0)?;
         let i = self.vmas.partition_point(|v| v.end <= vma.start);
         debug_assert!(self.vmas.get(i).is_none_or(|v| v.start >= vma.end));
         self.vmas.insert(i, vma);
@@ -162,16 +197,41 @@ impl VmaList {
         Ok(())
     }
 
-    /// Make `at` a VMA boundary if it falls inside a VMA (Linux `split_vma`).
-    pub fn split_at(&mut self, at: VirtAddr) -> Result<(), MmError> {
+    /// Make `at` a VMA boundary if it falls inside a VMA (Linux `split_vma`). `slack`
+    /// VMAs beyond the limit are allowed (see [`SplitFor`]).
+    fn split_at(&mut self, at: VirtAddr, slack: usize) -> Result<(), MmError> {
         let Some(i) = self.vmas.iter().position(|v| v.start < at && at < v.end) else {
             return Ok(());
         };
-        self.vmas.try_reserve(1).map_err(|_| MmError::NoMemory)?;
+        self.reserve_one_with(slack)?;
         let mut right = self.vmas[i];
         right.start = at;
         self.vmas[i].end = at;
         self.vmas.insert(i + 1, right);
+        Ok(())
+    }
+
+    /// Make both `start` and `end` VMA boundaries, or neither: if the second split fails
+    /// (no memory, or the VMA limit), the first is merged back, so a failed munmap or
+    /// mprotect leaves no mergeable VMAs behind.
+    pub fn split_range(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        why: SplitFor,
+    ) -> Result<(), MmError> {
+        let slack = match why {
+            SplitFor::Change => 0,
+            // The first split is undone by the removal unless the range is a hole punched
+            // in the middle of one VMA, which the second split then refuses (Linux
+            // `vms_gather_munmap_vmas`).
+            SplitFor::Removal => 1,
+        };
+        self.split_at(start, slack)?;
+        if let Err(e) = self.split_at(end, 0) {
+            self.merge_all();
+            return Err(e);
+        }
         Ok(())
     }
 
