@@ -444,7 +444,7 @@ fn vma_limit_is_max_map_count() {
         let start = 0x1000_0000u64;
         let mut n = 0u64;
         let err = loop {
-            let prot = if n % 2 == 0 { RW } else { Prot::READ };
+            let prot = if n.is_multiple_of(2) { RW } else { Prot::READ };
             let at = VirtAddr::new(start + n * PAGE);
             match a.map_anonymous(Placement::FixedNoReplace(at), PAGE, prot, Sharing::Private) {
                 Ok(_) => n += 1,
@@ -470,7 +470,11 @@ fn vma_limit_is_max_map_count() {
         // Fill up again, above everything.
         let top = start + n * PAGE;
         for i in 0..2u64 {
-            let prot = if (n + i) % 2 == 0 { RW } else { Prot::READ };
+            let prot = if (n + i).is_multiple_of(2) {
+                RW
+            } else {
+                Prot::READ
+            };
             let at = VirtAddr::new(top + i * PAGE);
             a.map_anonymous(Placement::FixedNoReplace(at), PAGE, prot, Sharing::Private)
                 .unwrap();

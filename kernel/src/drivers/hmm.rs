@@ -811,13 +811,12 @@ pub fn ioctl(mirror: &Mirror, request: u32, arg: u64) -> Result<u64, Errno> {
 
 /// HMM_DMIRROR_READ: the device reads the range into `ptr` (Linux `dmirror_read`).
 fn dmirror_read(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Errno> {
-    let len = (cmd.npages * PAGE_SIZE) as usize;
     let c = run(
         accel,
         Command::Read {
             ctx: mirror.ctx,
             va: cmd.addr,
-            len,
+            len: (cmd.npages * PAGE_SIZE) as usize,
         },
     )?;
     finish(cmd, &c)?;
@@ -845,7 +844,6 @@ fn dmirror_write(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Er
 /// HMM_DMIRROR_EXCLUSIVE (Linux `dmirror_exclusive`): make every page exclusive
 /// (atomic-mapped in the device), then read them through the device into `ptr`.
 fn dmirror_exclusive(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Errno> {
-    let len = (cmd.npages * PAGE_SIZE) as usize;
     let pre = run(
         accel,
         Command::Prefetch {
@@ -856,17 +854,9 @@ fn dmirror_exclusive(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<()
         },
     )?;
     pre.result.map_err(device_errno)?;
-    let c = run(
-        accel,
-        Command::Read {
-            ctx: mirror.ctx,
-            va: cmd.addr,
-            len,
-        },
-    )?;
-    finish(cmd, &c)?;
+    dmirror_read(accel, mirror, cmd)?;
     cmd.faults = u64::from(pre.faults);
-    uaccess::write_bytes(cmd.ptr, &c.data)
+    Ok(())
 }
 
 /// HMM_DMIRROR_CHECK_EXCLUSIVE: EPERM while the device still holds any page of

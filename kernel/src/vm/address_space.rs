@@ -467,17 +467,7 @@ impl AddressSpace {
             if !inner.vmas.covers(start, end) {
                 return Err(MmError::NoMemory);
             }
-            let mut cursor = inner.table.cursor(start, end)?;
-            let clear = Invalidation {
-                subscribers: &self.subscribers,
-                event: NotifyEvent::Clear,
-                owner: None,
-            };
-            let mut gather = Gather::begin(&clear, start, end);
-            cursor.unmap_all(&mut gather);
-            drop(cursor);
-            gather.finish();
-            Ok(())
+            inner.zap_entries(&self.subscribers, start, end, NotifyEvent::Clear)
         })
     }
 
@@ -774,20 +764,11 @@ impl Drop for AddressSpace {
         }
         // Every page goes through the one unmap path: devices hear `Release` first.
         let (start, end) = (VirtAddr::new(0), VirtAddr::new(USER_END));
-        let release = Invalidation {
-            subscribers: &self.subscribers,
-            event: NotifyEvent::Release,
-            owner: None,
-        };
-        let inner = self.inner.get_mut();
-        let mut gather = Gather::begin(&release, start, end);
-        let mut cursor = inner
-            .table
-            .cursor(start, end)
+        let subscribers = &self.subscribers;
+        self.inner
+            .get_mut()
+            .zap_entries(subscribers, start, end, NotifyEvent::Release)
             .expect("the whole user half is a valid range");
-        cursor.unmap_all(&mut gather);
-        drop(cursor);
-        gather.finish();
     }
 }
 
@@ -803,13 +784,26 @@ impl Inner {
     ) -> Result<(), MmError> {
         self.vmas.split_range(start, end, SplitFor::Removal)?;
         self.vmas.remove_range(start, end);
+        self.zap_entries(subscribers, start, end, NotifyEvent::Unmap)
+    }
+
+    /// Remove every entry of [start, end) through the one unmap path (`mm::gather`):
+    /// devices hear `event` first, the frames are freed after the TLB flush (Linux
+    /// `zap_page_range_single` inside `mmu_notifier_invalidate_range_start/end`).
+    fn zap_entries(
+        &mut self,
+        subscribers: &Subscribers,
+        start: VirtAddr,
+        end: VirtAddr,
+        event: NotifyEvent,
+    ) -> Result<(), MmError> {
         let mut cursor = self.table.cursor(start, end)?;
-        let unmap = Invalidation {
+        let invalidation = Invalidation {
             subscribers,
-            event: NotifyEvent::Unmap,
+            event,
             owner: None,
         };
-        let mut gather = Gather::begin(&unmap, start, end);
+        let mut gather = Gather::begin(&invalidation, start, end);
         cursor.unmap_all(&mut gather);
         drop(cursor);
         gather.finish();
