@@ -504,6 +504,13 @@ impl HostPages<'_> {
             FaultOutcome::BadAccess(crate::vm::BadAccessReason::NotMapped) => {
                 return Err(PageRequestError::Fault)
             }
+            // Linux `hmm_vma_walk_test`: a VMA without read permission (PROT_NONE) is
+            // -EFAULT for any access; a write to a readable, read-only VMA is -EPERM.
+            FaultOutcome::BadAccess(crate::vm::BadAccessReason::Protection { prot })
+                if !prot.contains(crate::vm::Prot::READ) =>
+            {
+                return Err(PageRequestError::Fault)
+            }
             FaultOutcome::BadAccess(_) => return Err(PageRequestError::Permission),
             FaultOutcome::KernelBug(_) => return Err(PageRequestError::Busy),
         }

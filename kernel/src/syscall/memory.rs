@@ -87,8 +87,9 @@ fn mm_errno(e: MmError) -> Errno {
 /// mmap(addr, length, prot, flags, fd, offset): anonymous memory only. As Linux
 /// (`sys_mmap`, `ksys_mmap_pgoff`, `do_mmap`): an offset that is not page aligned is
 /// EINVAL; unknown prot and flag bits are ignored; the map type must be MAP_SHARED or
-/// MAP_PRIVATE (MAP_SHARED_VALIDATE is for files). A file mapping is ENODEV, after
-/// Linux's checks (see [`file_mapping_error`]).
+/// MAP_PRIVATE (MAP_SHARED_VALIDATE is for files). Flags we cannot honour
+/// ([`MAP_UNSUPPORTED`]) are EINVAL. A file mapping is ENODEV, after Linux's checks (see
+/// [`file_mapping_error`]).
 pub fn mmap(args: Args) -> SysResult {
     let (addr, len, flags, offset) = (args.ulong(0), args.ulong(1), args.ulong(3), args.ulong(5));
     if offset % PAGE_SIZE != 0 {

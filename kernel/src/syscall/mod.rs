@@ -15,40 +15,44 @@
 //! therefore read their arguments only through the typed accessors of [`Args`]
 //! (`fd`, `int`, `uint`, `ulong`, `ptr`), one per C type, never as raw registers.
 //!
-//! | nr  | Linux prototype                                                          | 32-bit arguments      |
-//! |-----|--------------------------------------------------------------------------|-----------------------|
-//! | 0   | `read(unsigned int fd, char *buf, size_t count)`                         | fd                    |
-//! | 1   | `write(unsigned int fd, const char *buf, size_t count)`                  | fd                    |
-//! | 2   | `open(const char *filename, int flags, umode_t mode)`                    | flags (mode unused)   |
-//! | 3   | `close(unsigned int fd)`                                                 | fd                    |
-//! | 9   | `mmap(unsigned long addr, unsigned long len, unsigned long prot,`        | fd (Linux `fget` takes|
-//! |     | `     unsigned long flags, unsigned long fd, unsigned long off)`         | `unsigned int`)       |
-//! | 10  | `mprotect(unsigned long start, size_t len, unsigned long prot)`          | none: prot bits above |
-//! |     |                                                                          | 32 are EINVAL         |
-//! | 11  | `munmap(unsigned long addr, size_t len)`                                 | none                  |
-//! | 12  | `brk(unsigned long brk)`                                                 | none                  |
-//! | 16  | `ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)`            | fd, cmd               |
-//! | 20  | `writev(unsigned long fd, const struct iovec *vec, unsigned long vlen)`  | fd (Linux `fdget_pos` |
-//! |     |                                                                          | takes `unsigned int`) |
-//! | 24  | `sched_yield(void)`                                                      |                       |
-//! | 28  | `madvise(unsigned long start, size_t len, int behavior)`                 | behavior              |
-//! | 35  | `nanosleep(struct __kernel_timespec *rqtp, struct __kernel_timespec *rmtp)` | (rmtp unused)      |
-//! | 39  | `getpid(void)`                                                           |                       |
-//! | 57  | `fork(void)`                                                             |                       |
-//! | 59  | `execve(const char *filename, const char *const *argv,`                  |                       |
-//! |     | `       const char *const *envp)`                                        |                       |
-//! | 60  | `exit(int error_code)`                                                   | error_code            |
-//! | 61  | `wait4(pid_t pid, int *stat_addr, int options, struct rusage *ru)`       | pid, options          |
-//! | 62  | `kill(pid_t pid, int sig)`                                               | pid, sig              |
-//! | 63  | `newuname(struct new_utsname *name)`                                     |                       |
-//! | 99  | `sysinfo(struct sysinfo *info)`                                          |                       |
-//! | 110 | `getppid(void)`                                                          |                       |
-//! | 158 | `arch_prctl(int option, unsigned long arg2)`                             | option                |
-//! | 169 | `reboot(int magic1, int magic2, unsigned int cmd, void *arg)`            | magic1, magic2, cmd   |
-//! | 186 | `gettid(void)`                                                           |                       |
-//! | 218 | `set_tid_address(int *tidptr)`                                           |                       |
-//! | 228 | `clock_gettime(clockid_t which_clock, struct __kernel_timespec *tp)`     | which_clock (`int`)   |
-//! | 231 | `exit_group(int error_code)`                                             | error_code            |
+//! Every system call here, by number, with its Linux prototype, then (after the colon)
+//! the arguments that are 32 bits and so use only the low half of their register:
+//!
+//! - 0 `read(unsigned int fd, char *buf, size_t count)`: fd
+//! - 1 `write(unsigned int fd, const char *buf, size_t count)`: fd
+//! - 2 `open(const char *filename, int flags, umode_t mode)`: flags (mode is unused)
+//! - 3 `close(unsigned int fd)`: fd
+//! - 9 `mmap(unsigned long addr, unsigned long len, unsigned long prot, unsigned long
+//!   flags, unsigned long fd, unsigned long off)`: fd (Linux's `fget` takes an
+//!   `unsigned int`); unknown prot and flag bits, above 32 included, are ignored
+//! - 10 `mprotect(unsigned long start, size_t len, unsigned long prot)`: none; an
+//!   unknown prot bit, above 32 included, is EINVAL
+//! - 11 `munmap(unsigned long addr, size_t len)`: none
+//! - 12 `brk(unsigned long brk)`: none
+//! - 16 `ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)`: fd, cmd
+//! - 20 `writev(unsigned long fd, const struct iovec *vec, unsigned long vlen)`: fd
+//!   (Linux's `fdget_pos` takes an `unsigned int`)
+//! - 24 `sched_yield(void)`
+//! - 28 `madvise(unsigned long start, size_t len, int behavior)`: behavior
+//! - 35 `nanosleep(struct __kernel_timespec *rqtp, struct __kernel_timespec *rmtp)`
+//!   (rmtp is unused)
+//! - 39 `getpid(void)`
+//! - 57 `fork(void)`
+//! - 59 `execve(const char *filename, const char *const *argv, const char *const *envp)`
+//! - 60 `exit(int error_code)`: error_code
+//! - 61 `wait4(pid_t pid, int *stat_addr, int options, struct rusage *ru)`: pid, options
+//!   (ru is unused)
+//! - 62 `kill(pid_t pid, int sig)`: pid, sig
+//! - 63 `newuname(struct new_utsname *name)`
+//! - 99 `sysinfo(struct sysinfo *info)`
+//! - 110 `getppid(void)`
+//! - 158 `arch_prctl(int option, unsigned long arg2)`: option
+//! - 169 `reboot(int magic1, int magic2, unsigned int cmd, void *arg)`: magic1, magic2,
+//!   cmd (arg is unused)
+//! - 186 `gettid(void)`
+//! - 218 `set_tid_address(int *tidptr)` (tidptr is unused)
+//! - 228 `clock_gettime(clockid_t which_clock, struct __kernel_timespec *tp)`: which_clock
+//! - 231 `exit_group(int error_code)`: error_code
 //!
 //! `pid_t` and `clockid_t` are `int`; pointers, `size_t` and `unsigned long` are all 64
 //! bits. The system call number itself is an `int` too: Linux's entry code uses eax only.
