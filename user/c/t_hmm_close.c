@@ -48,7 +48,50 @@ struct busy {
 	/* For other children of a test. */
 	volatile int y_ready;
 	volatile int y_go;
+	/* The watchdog: what the test process is doing, and whether it is done. */
+	volatile int wd_done;
+	char wd_what[200];
 };
+
+static void wd_phase(struct busy *b, const char *what)
+{
+	snprintf(b->wd_what, sizeof b->wd_what, "%s", what);
+}
+
+/*
+ * watchdog_start: a child that kills the test process (printing what it was doing) if
+ * the test is not done within ms: a close that hangs is then reported as such. Forked
+ * before the test opens its device files, so that it holds no reference to them (the
+ * test's closes must be the last ones).
+ */
+static long watchdog_start(struct busy *b, uint64_t ms)
+{
+	long pid = k_fork();
+	if (pid != 0)
+		return pid;
+	long parent = k_getppid();
+	uint64_t t0 = kt_now_ns();
+	while (!b->wd_done) {
+		if (k_getppid() != parent) /* the test ended (a failed check returned early) */
+			k_exit(0);
+		if (kt_now_ns() - t0 > ms * 1000000ULL) {
+			kout("%s ... FAILED: %s did not return within %llu ms (hung); the watchdog kills the test\n",
+			     kt_name, b->wd_what, (unsigned long long)ms);
+			k_kill(parent, SIGKILL);
+			k_exit(0);
+		}
+		kt_sleep_ns(2000000);
+	}
+	k_exit(0);
+}
+
+static void watchdog_stop(struct busy *b, long pid)
+{
+	int st;
+	b->wd_done = 1;
+	if (pid > 0)
+		kt_reap(pid, &st);
+}
 
 static struct busy *busy_map(void)
 {
@@ -183,6 +226,9 @@ static int t_close_while_busy(void)
 {
 	struct busy *b = busy_map();
 	KT_CHECK(b, "mmap(MAP_SHARED) failed");
+	long wd = watchdog_start(b, 10000);
+	KT_CHECK(wd > 0, "fork: %s", kt_errname(wd));
+	wd_phase(b, "the setup");
 	long x = busy_start(b);
 	KT_CHECK(x > 0, "fork: %s", kt_errname(x));
 
@@ -199,6 +245,7 @@ static int t_close_while_busy(void)
 	}
 	KT_TRY(busy_go(b, x));
 
+	wd_phase(b, "close of a device file while the device was busy");
 	uint64_t w0 = kt_now_ns(), worst = 0;
 	int worst_i = -1;
 	for (int i = 0; i < NFILES; i++) {
@@ -220,6 +267,7 @@ static int t_close_while_busy(void)
 		 worst_i, worst_i & 1, hmm_ms(worst), CLOSE_MAX_MS, HOLD_MS);
 
 	/* open + close pairs: a close must not wait; an open may (killably), but returns. */
+	wd_phase(b, "open or close of a device file while the device was busy");
 	uint64_t open_worst = 0, close_worst = 0, first_open = 0;
 	for (int i = 0; i < NFILES; i++) {
 		uint64_t t = kt_now_ns();
@@ -243,8 +291,10 @@ static int t_close_while_busy(void)
 	     hmm_ms(open_worst), (unsigned long long)(close_worst / 1000));
 	KT_CHECK(close_worst < CLOSE_MAX_MS * MS, "a close after an open took %llu ms (limit %llu ms)",
 		 hmm_ms(close_worst), CLOSE_MAX_MS);
+	wd_phase(b, "the busy child, then a device round trip");
 	KT_TRY(busy_finish(b, x, w0, w1, "the 20 closes"));
 	KT_TRY(device_works("after closing 40 files while the device was busy"));
+	watchdog_stop(b, wd);
 	return 0;
 }
 
@@ -270,6 +320,9 @@ static int t_emfile_close_all(void)
 {
 	struct busy *b = busy_map();
 	KT_CHECK(b, "mmap(MAP_SHARED) failed");
+	long wd = watchdog_start(b, 10000);
+	KT_CHECK(wd > 0, "fork: %s", kt_errname(wd));
+	wd_phase(b, "opening /dev/hmm_dmirror0 until EMFILE");
 	long x = busy_start(b);
 	KT_CHECK(x > 0, "fork: %s", kt_errname(x));
 
@@ -291,6 +344,7 @@ static int t_emfile_close_all(void)
 		KT_TRY(hmm_expect(hmm_dev_read(fds[i], page, 1, buf), 0, "device READ through one of the files"));
 
 	KT_TRY(busy_go(b, x));
+	wd_phase(b, "close of a device file (of a full fd table) while the device was busy");
 	uint64_t w0 = kt_now_ns(), worst = 0;
 	int worst_i = -1;
 	for (int i = 0; i < n; i++) {
@@ -311,12 +365,14 @@ static int t_emfile_close_all(void)
 	KT_TRY(busy_finish(b, x, w0, w1, "closing every file"));
 
 	/* After the hold: the same number of opens, then close them all again. */
+	wd_phase(b, "opening and closing a full fd table of device files after the hold");
 	int n2 = 0;
 	KT_TRY(open_until_emfile(fds, 1100, &n2));
 	KT_CHECK(n2 == n, "after closing them all, %d opens succeed before -EMFILE, %d did before", n2, n);
 	for (int i = 0; i < n2; i++)
 		KT_CHECK(k_close((int)fds[i]) == 0, "close of fd %ld failed", fds[i]);
 	KT_TRY(device_works("after closing a full fd table of device files while the device was busy"));
+	watchdog_stop(b, wd);
 	return 0;
 }
 

@@ -33,6 +33,10 @@
  *   exit          a child device-writes its pages and exits (or is killed) without munmap or
  *                 close; the parent's 'Q' pages at the same addresses, written and read by a
  *                 new device file of its own, are exactly what the parent put there
+ *   execve        a process whose device wrote its pages execs this program again, keeping the
+ *                 device file open: through it, the device can neither write the new image's
+ *                 'Q' pages nor read the old data (the file's address space is gone: an error);
+ *                 a file opened after exec works on the new image
  *
  * Each test runs in its own process (ktest.h); on memkernel free memory must be back to its
  * baseline after each. Without /dev/hmm_dmirror0 (any kernel but memkernel) the program skips.
@@ -775,6 +779,92 @@ static int t_exit(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* execve                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+/*
+ * The exec'd side (argv[1] == "after-exec", argv[2] = the device file opened before exec,
+ * argv[3] = the address its device wrote): the old address space is gone, and its frames
+ * most likely back this image's first pages. The old file (bound to the old address space)
+ * must not reach them; a new file works on the new image. Exit status: 0 or a code of
+ * exec_why().
+ */
+static int after_exec(long fd, uint8_t *a)
+{
+	uint8_t *z = map_rw(NB), *r = map_rw(NB);
+	if (!z || !r)
+		return 60;
+	memset(z, 'Z', NB * PG);
+	memset(r, 0xEE, NB * PG);
+	uint8_t *q = map_q();
+	if (!q)
+		return 60;
+	long rw = hmm_dev_write(fd, a, NB, z);
+	long rr = hmm_dev_read(fd, a, NB, r);
+	long i = first_diff(q, NB * PG, 'Q');
+	if (i >= 0) {
+		kout("# after exec: byte %ld of the new image's 'Q' pages is %s after a device WRITE through the file "
+		     "opened before exec\n",
+		     i, byte_str(q[i]));
+		return 63;
+	}
+	if (rr == 0 && memchr(r, 'W', NB * PG))
+		return 64;
+	if (rw == 0)
+		return 65;
+	kout("# after exec: the device file opened before exec: WRITE %s, READ %s (its address space is gone)\n",
+	     hmm_errname(rw), hmm_errname(rr));
+	long fd2 = hmm_open(0);
+	if (fd2 < 0)
+		return 66;
+	if (hmm_dev_write(fd2, q, NB, z) != 0 || first_diff(q, NB * PG, 'Z') >= 0)
+		return 67;
+	return 0;
+}
+
+static const char *exec_why(int c)
+{
+	switch (c) {
+	case 60: return "open or mmap failed before exec (or mmap after it)";
+	case 61: return "the device WRITE before exec failed";
+	case 62: return "execve failed";
+	case 63: return "a device WRITE through the file opened before exec changed the new image's pages";
+	case 64: return "a device READ through the file opened before exec returned the old image's data";
+	case 65: return "a device WRITE through the file opened before exec succeeded (its address space is gone)";
+	case 66: return "open of /dev/hmm_dmirror0 after exec failed";
+	case 67: return "a device WRITE through a file opened after exec did not reach the new image";
+	default: return NULL;
+	}
+}
+
+static int t_exec(void)
+{
+	long pid = k_fork();
+	if (pid == 0) {
+		static uint8_t w[NB * 4096], rb[NB * 4096];
+		memset(w, 'W', sizeof w);
+		memset(rb, 0, sizeof rb);
+		long fd = hmm_open(0);
+		uint8_t *a = map_rw(NB);
+		if (fd < 0 || !a)
+			k_exit(60);
+		memset(a, 'A', NB * PG);
+		if (hmm_dev_write(fd, a, NB, w) != 0 || hmm_dev_read(fd, a, NB, rb) != 0)
+			k_exit(61);
+		char sfd[24], sa[32];
+		snprintf(sfd, sizeof sfd, "%ld", fd);
+		snprintf(sa, sizeof sa, "%#lx", (unsigned long)(uintptr_t)a);
+		char *argv[] = { (char *)"t_hmm_unmap", (char *)"after-exec", sfd, sa, NULL };
+		k_execve(kt_self_path(), argv, kt_envp);
+		k_exit(62);
+	}
+	KT_CHECK(pid > 0, "fork: %s", kt_errname(pid));
+	KT_TRY(hmm_expect_child(pid, 10000, "execve by a process whose device holds translations of its pages",
+				exec_why));
+	return 0;
+}
+
 static const struct ktest tests[] = {
 	{ "unmap::mmap_fixed_replaces_device_translation", t_mmap_fixed, 20 },
 	{ "unmap::munmap_then_device_access_is_efault", t_munmap, 20 },
@@ -784,9 +874,12 @@ static const struct ktest tests[] = {
 	{ "unmap::mprotect_read_only_device_write_eperm", t_mprotect, 20 },
 	{ "unmap::mprotect_none_device_read_efault", t_mprotect_none, 20 },
 	{ "unmap::exit_leaves_no_translation_behind", t_exit, 40 },
+	{ "unmap::execve_leaves_no_translation_behind", t_exec, 20 },
 };
 
 int main(int argc, char **argv, char **envp)
 {
+	if (argc == 4 && strcmp(argv[1], "after-exec") == 0)
+		return after_exec(strtol(argv[2], NULL, 10), (uint8_t *)(uintptr_t)strtoul(argv[3], NULL, 16));
 	return hmm_main("t_hmm_unmap", tests, sizeof tests / sizeof tests[0], argc, argv, envp);
 }

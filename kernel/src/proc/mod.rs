@@ -373,7 +373,15 @@ pub fn exit_current(status: ExitStatus) -> ! {
     sched::leave_forever(p)
 }
 
-/// If the current process was killed, exit now. Called on every way back to user mode.
+/// Whether the running process has been sent SIGKILL: a sleeping loop returns (EINTR)
+/// and lets the way back to user mode end the process.
+pub fn current_killed() -> bool {
+    sched::try_current().is_some_and(|p| p.is_killed())
+}
+
+/// If the current process was killed, exit now. Called on every way back to user mode,
+/// and only there: `exit_current` never returns, so every owned reference (an `Arc` of
+/// a process or a file) still on the caller's stack would leak.
 pub fn exit_if_killed() {
     if let Some(p) = sched::try_current() {
         if p.is_killed() {
@@ -465,9 +473,13 @@ pub fn wait(which: WaitFor, mode: WaitMode) -> Result<(Pid, ExitStatus), Errno> 
                 }
             }
         });
-        exit_if_killed();
         if let Some(r) = found {
             return r;
+        }
+        // Killed while waiting: return, so `me` is dropped before the syscall exit ends
+        // the process (exiting from here would leak this stack's references).
+        if me.is_killed() {
+            return Err(Errno::EINTR);
         }
     }
 }
@@ -483,9 +495,8 @@ pub fn kill(pid: Pid, signal: i32) -> Result<(), Errno> {
         SIGKILL => {
             target.killed.store(true, Ordering::Release);
             sched::wake(&target);
-            drop(target);
-            // Killing ourselves takes effect at once.
-            exit_if_killed();
+            // Killing ourselves takes effect on the way back to user mode (the syscall
+            // exit calls exit_if_killed once every reference on this stack is gone).
             Ok(())
         }
         _ => Err(Errno::EINVAL),

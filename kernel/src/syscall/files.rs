@@ -132,7 +132,9 @@ fn read_console(buf: u64, count: usize) -> SysResult {
             return Ok(got.len() as u64);
         }
         sched::sleep_ticks(10);
-        crate::proc::exit_if_killed();
+        if crate::proc::current_killed() {
+            return Err(Errno::EINTR); // the syscall exit ends the process
+        }
     }
 }
 

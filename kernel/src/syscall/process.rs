@@ -101,7 +101,9 @@ pub fn nanosleep(args: Args) -> SysResult {
         }
         let ticks = (deadline - now).div_ceil(1_000_000_000 / interrupts::TIMER_HZ);
         sched::sleep_ticks(ticks);
-        crate::proc::exit_if_killed();
+        if crate::proc::current_killed() {
+            return Err(Errno::EINTR); // the syscall exit ends the process
+        }
     }
 }
 
