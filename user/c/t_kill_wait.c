@@ -15,7 +15,9 @@
  *                 the busy device; both are killed, the waiting one first
  *   wait4         a child blocked in wait4 for a grandchild that sleeps 10 s; then the
  *                 grandchild (reparented to init: on memkernel, this program) is killed in its
- *                 nanosleep, and must be gone within 100 ms as well
+ *                 nanosleep, and must be gone within 100 ms as well; the same with the child
+ *                 in nanosleep instead of wait4 as the control: on memkernel both must leave
+ *                 exactly as many pages in use (the orphan's zombie) until init reaps it
  *   console_read  read(0) on the console with no input (on Linux, stdin may be /dev/null or a
  *                 pipe, where read returns at once: the test then has nothing to kill and
  *                 says so)
@@ -430,10 +432,19 @@ static char proc_state(long pid)
 	return 0;
 }
 
-static int t_wait4_wait(void)
+/*
+ * wait4_round: a child C forks a grandchild G that sleeps 10 s, then blocks in wait4 for it
+ * (in_wait4) or, as the control, in a 10 s nanosleep; C is killed (within 100 ms), then G,
+ * which is reparented to init (on memkernel this program's pid 1, which reaps it after the
+ * test) and must die (be a zombie or gone) within 100 ms too. *held: pages of free memory
+ * not back at that point (G's zombie is not reaped yet), to compare the two kinds of round.
+ */
+static int wait4_round(struct ksync *s, int in_wait4, long *held)
 {
-	struct ksync *s = sync_map();
-	KT_CHECK(s, "mmap(MAP_SHARED) failed");
+	const char *what = in_wait4 ? "wait4 for a grandchild that sleeps 10 s" :
+				      "nanosleep(10 s) with a grandchild that sleeps 10 s (the control)";
+	memset((void *)s, 0, sizeof *s);
+	unsigned long f0 = kt_freeram();
 	long pid = k_fork();
 	if (pid == 0) {
 		long g = k_fork();
@@ -446,13 +457,12 @@ static int t_wait4_wait(void)
 		s->gpid = g;
 		s->ready = 1;
 		int st;
-		long r = k_wait4(g, &st, 0, NULL);
+		long r = in_wait4 ? k_wait4(g, &st, 0, NULL) : (kt_sleep_ns(10000 * MS), 0);
 		s->after = 1;
 		s->r = r;
 		k_exit(0);
 	}
 	KT_CHECK(pid > 0, "fork: %s", kt_errname(pid));
-	const char *what = "wait4 for a grandchild that sleeps 10 s";
 	KT_TRY(wait_ready(&s->ready, pid, what, s));
 	long g = s->gpid;
 	int rc = blocked_then_kill(pid, &s->after, what);
@@ -460,8 +470,7 @@ static int t_wait4_wait(void)
 		k_kill(g, SIGKILL);
 		return rc;
 	}
-	/* The grandchild, reparented to init (on memkernel: this program's pid 1, which reaps
-	 * it after the test), sleeps in nanosleep: killable too. */
+	/* The grandchild, now an orphan, sleeps in nanosleep: killable too. */
 	uint64_t t0 = kt_now_ns();
 	long k = k_kill(g, SIGKILL);
 	KT_CHECK(k == 0, "kill(grandchild %ld, SIGKILL) returned %s", g, kt_errname(k));
@@ -478,6 +487,27 @@ static int t_wait4_wait(void)
 		 g, st);
 	KT_CHECK(d < KILL_MAX_MS * MS, "the orphaned grandchild died %llu ms after kill(SIGKILL), limit %llu ms",
 		 hmm_ms(d), KILL_MAX_MS);
+	*held = ((long)f0 - (long)kt_freeram()) / (long)HMM_PAGE;
+	return 0;
+}
+
+static int t_wait4_wait(void)
+{
+	struct ksync *s = sync_map();
+	KT_CHECK(s, "mmap(MAP_SHARED) failed");
+	proc_state(1); /* its buffer faulted in before any measurement */
+	long control = 0, waited = 0;
+	KT_TRY(wait4_round(s, 0, &control)); /* a warm-up: first-time costs land here */
+	KT_TRY(wait4_round(s, 0, &control));
+	KT_TRY(wait4_round(s, 1, &waited));
+	kout("# pages in use until the orphan is reaped: %ld after a kill in nanosleep, %ld after a kill in wait4\n",
+	     control, waited);
+	if (kt_memkernel)
+		KT_CHECK(waited == control,
+			 "a process killed in wait4 left %+ld pages in use compared with one killed in nanosleep (%ld "
+			 "vs %ld pages, the orphaned grandchild a zombie in both): the killed waiter's memory was not "
+			 "freed",
+			 waited - control, waited, control);
 	return 0;
 }
 
