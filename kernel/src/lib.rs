@@ -22,6 +22,7 @@ pub mod proc;
 pub mod sync;
 pub mod syscall;
 pub mod testing;
+pub mod trap;
 pub mod vm;
 
 use bootloader_api::config::{BootloaderConfig, Mapping};
@@ -64,6 +65,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
         });
     }
     vm::init();
+    trap::init();
     arch::x86_64::interrupts::init();
     arch::x86_64::tsc::calibrate();
     print_banner(&summary, entry_tsc);

@@ -19,7 +19,7 @@ use x86_64::VirtAddr;
 use crate::arch::x86_64::context;
 use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::qemu::{self, ExitCode};
-use crate::arch::x86_64::syscall::TrapFrame;
+use crate::arch::x86_64::trap::TrapFrame;
 use crate::fs::FileTable;
 use crate::mm::frame;
 use crate::mm::kstack::{KernelStack, KstackError};

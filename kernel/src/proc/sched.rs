@@ -14,13 +14,13 @@
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::instructions::interrupts;
 use x86_64::registers::model_specific::FsBase;
 use x86_64::VirtAddr;
 
 use super::{Process, State};
-use crate::arch::x86_64::{context, syscall};
+use crate::arch::x86_64::{context, trap};
 use crate::sync::{self, SpinLock};
 
 /// Timer ticks a process may run in user mode before it is preempted (10 ms).
@@ -130,7 +130,7 @@ pub fn run() -> ! {
             inner.state = State::Running;
             (inner.aspace.clone(), inner.fs_base)
         });
-        syscall::set_kernel_stack(p.kstack.top());
+        trap::set_kernel_stack(p.kstack.top());
         crate::vm::switch_to(aspace);
         FsBase::write(VirtAddr::new(fs_base));
         p.fpu.lock().restore();
@@ -208,9 +208,18 @@ pub fn sleep_ticks(ticks: u64) {
     });
 }
 
-/// Called by the timer interrupt on every tick: wake sleepers whose deadline passed;
-/// returns whether the running process has used up its slice.
-pub fn on_tick(now: u64) -> bool {
+/// Set by the timer when the running process has used up its slice; the way back to
+/// user mode (`trap::exit_to_user`) then yields (Linux `TIF_NEED_RESCHED`).
+static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the running process should give the CPU away now (clears the request).
+pub fn take_need_resched() -> bool {
+    NEED_RESCHED.swap(false, Ordering::Relaxed)
+}
+
+/// Called by the timer interrupt on every tick (interrupts off): wake sleepers whose
+/// deadline passed, and ask for a reschedule when the running slice is over.
+pub fn on_tick(now: u64) {
     let due: Vec<Arc<Process>> = locked(&SLEEPERS, |s| {
         let mut due = Vec::new();
         s.retain(|(deadline, p)| {
@@ -226,7 +235,9 @@ pub fn on_tick(now: u64) -> bool {
     for p in &due {
         wake(p);
     }
-    now.saturating_sub(SLICE_START.load(Ordering::Relaxed)) >= TIME_SLICE_TICKS
+    if now.saturating_sub(SLICE_START.load(Ordering::Relaxed)) >= TIME_SLICE_TICKS {
+        NEED_RESCHED.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Forget every process (power-off teardown).

@@ -68,7 +68,7 @@ pub mod uaccess;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::x86_64::syscall::TrapFrame;
+use crate::arch::x86_64::trap::TrapFrame;
 use errno::Errno;
 
 /// Linux x86-64 syscall numbers of the subset we implement.
@@ -152,10 +152,8 @@ impl Args {
 pub fn dispatch(frame: &mut TrapFrame) {
     // The number is an `int` (Linux `do_syscall_64(regs, int nr)`): the upper half of
     // rax does not count.
-    let number = frame.rax & 0xffff_ffff;
+    let number = frame.orig_rax & 0xffff_ffff;
     let args = Args::from_frame(frame);
-    // Syscalls run with interrupts on, so the timer keeps ticking while we work or sleep.
-    x86_64::instructions::interrupts::enable();
     let result = match number {
         nr::READ => files::read(args),
         nr::WRITE => files::write(args),
@@ -192,8 +190,6 @@ pub fn dispatch(frame: &mut TrapFrame) {
             Err(e) => e.as_return(),
         };
     }
-    crate::proc::exit_if_killed();
-    x86_64::instructions::interrupts::disable();
 }
 
 /// Numbers we already logged, so each unknown one is reported once.

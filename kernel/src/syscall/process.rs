@@ -10,7 +10,7 @@ use x86_64::VirtAddr;
 
 use super::errno::Errno;
 use super::{uaccess, Args, SysResult};
-use crate::arch::x86_64::syscall::TrapFrame;
+use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::{interrupts, tsc};
 use crate::proc::{self, sched, ExitStatus, Pid, WaitFor, WaitMode};
 

@@ -4,13 +4,13 @@
 //! callee-saved registers on the current stack, stores the stack pointer, loads the
 //! other one and pops its registers: the `ret` at the end then continues wherever that
 //! stack last called `switch_context` (xv6 `swtch`). A brand-new stack is prepared by
-//! [`prepare_new_stack`] to "return" into [`syscall_return`] with a [`TrapFrame`], so a
+//! [`prepare_new_stack`] to "return" into `trap_return` with a [`TrapFrame`], so a
 //! new or forked process starts in ring 3 exactly like the end of a system call.
 
 use core::arch::global_asm;
 use x86_64::VirtAddr;
 
-use super::syscall::TrapFrame;
+use super::trap::TrapFrame;
 
 extern "C" {
     /// Save callee-saved registers and rsp into `*save_rsp`, switch to `load_rsp`.
@@ -39,7 +39,7 @@ global_asm!(
     // A new stack's first `ret` lands here with rsp at its TrapFrame.
     ".global new_process_trampoline",
     "new_process_trampoline:",
-    "jmp syscall_return",
+    "jmp trap_return",
 );
 
 /// Switch from the context whose stack pointer will be saved in `save` to the one

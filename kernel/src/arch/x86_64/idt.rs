@@ -1,9 +1,8 @@
-//! The Interrupt Descriptor Table: one handler for every CPU exception (vectors 0-31),
-//! plus the hardware interrupts of [`super::interrupts`].
-//!
-//! An exception the kernel does not expect is a kernel bug: the handler prints a report
-//! (vector, name, error code, RIP, and for page faults CR2 with the error bits decoded)
-//! and panics. A breakpoint (`int3`) is reported and execution continues.
+//! The Interrupt Descriptor Table: every CPU exception (vectors 0-31) and the PIC's
+//! interrupts (32-47) enter through the stubs of [`super::trap`], which build one
+//! TrapFrame and hand the decoded event to the upper layers (or, in kernel mode, report
+//! a bug). Double fault, NMI and machine check have handlers of their own here, on
+//! interrupt stacks (IST), and always panic with a report.
 
 use core::fmt;
 use spin::Lazy;
@@ -14,34 +13,43 @@ use super::gdt;
 
 static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
     let mut idt = InterruptDescriptorTable::new();
-    idt.divide_error.set_handler_fn(divide_error);
-    idt.debug.set_handler_fn(debug);
+    // Every exception enters through its stub in `trap` (one TrapFrame, one return
+    // path), except the three that arrive on an interrupt stack of their own.
+    let stub = |vector: u8| x86_64::VirtAddr::new(super::trap::stub_address(vector));
+    macro_rules! to_stub {
+        ($($field:ident = $vector:literal),* $(,)?) => {$(
+            // SAFETY: the stub is the entry point built for this vector: it saves a
+            // full TrapFrame (pushing a dummy error code where the CPU pushes none) and
+            // returns with iretq.
+            unsafe { idt.$field.set_handler_addr(stub($vector)) };
+        )*};
+    }
+    to_stub!(
+        divide_error = 0,
+        debug = 1,
+        overflow = 4,
+        bound_range_exceeded = 5,
+        invalid_opcode = 6,
+        device_not_available = 7,
+        invalid_tss = 10,
+        segment_not_present = 11,
+        stack_segment_fault = 12,
+        general_protection_fault = 13,
+        page_fault = 14,
+        x87_floating_point = 16,
+        alignment_check = 17,
+        simd_floating_point = 19,
+        virtualization = 20,
+        cp_protection_exception = 21,
+        hv_injection_exception = 28,
+        vmm_communication_exception = 29,
+        security_exception = 30,
+    );
     // int3 is an instruction user code may execute: its gate must allow ring 3
     // (otherwise the CPU raises #GP instead).
-    idt.breakpoint
-        .set_handler_fn(breakpoint)
+    // SAFETY: as above, for vector 3.
+    unsafe { idt.breakpoint.set_handler_addr(stub(3)) }
         .set_privilege_level(x86_64::PrivilegeLevel::Ring3);
-    idt.overflow.set_handler_fn(overflow);
-    idt.bound_range_exceeded
-        .set_handler_fn(bound_range_exceeded);
-    idt.invalid_opcode.set_handler_fn(invalid_opcode);
-    idt.device_not_available
-        .set_handler_fn(device_not_available);
-    idt.invalid_tss.set_handler_fn(invalid_tss);
-    idt.segment_not_present.set_handler_fn(segment_not_present);
-    idt.stack_segment_fault.set_handler_fn(stack_segment_fault);
-    idt.general_protection_fault
-        .set_handler_fn(general_protection_fault);
-    idt.page_fault.set_handler_fn(page_fault);
-    idt.x87_floating_point.set_handler_fn(x87_floating_point);
-    idt.alignment_check.set_handler_fn(alignment_check);
-    idt.simd_floating_point.set_handler_fn(simd_floating_point);
-    idt.virtualization.set_handler_fn(virtualization);
-    idt.cp_protection_exception.set_handler_fn(cp_protection);
-    idt.hv_injection_exception.set_handler_fn(hv_injection);
-    idt.vmm_communication_exception
-        .set_handler_fn(vmm_communication);
-    idt.security_exception.set_handler_fn(security);
     // SAFETY: each IST index names a stack that gdt::init() installed in the TSS, and
     // no other handler uses those stacks, so a nested exception cannot clobber them.
     unsafe {
@@ -133,37 +141,14 @@ impl fmt::Display for DecodedPageFault {
     }
 }
 
-/// Whether the exception interrupted ring-3 code.
-fn from_user(frame: &InterruptStackFrame) -> bool {
-    frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3
-}
-
-/// The signal Linux sends for an exception in user code.
-fn signal_for(vector: u8) -> i32 {
-    use crate::proc::{SIGBUS, SIGFPE, SIGILL, SIGSEGV, SIGTRAP};
-    match vector {
-        1 | 3 => SIGTRAP,
-        0 | 16 | 19 => SIGFPE,
-        6 => SIGILL,
-        17 => SIGBUS,
-        _ => SIGSEGV,
-    }
-}
-
-/// An exception: in user code it kills only that process (with the signal Linux would
-/// send, and a line saying why); in the kernel it is a bug: report and panic.
+/// Report and panic: these three arrive on their own interrupt stacks and are never a
+/// user's doing that we could recover from.
 fn fatal(
     vector: u8,
     name: &'static str,
     error_code: Option<u64>,
     frame: &InterruptStackFrame,
 ) -> ! {
-    if from_user(frame) {
-        crate::proc::kill_current_for_fault(
-            signal_for(vector),
-            format_args!("{name} at rip {:#x}", frame.instruction_pointer.as_u64()),
-        );
-    }
     let report = ExceptionReport {
         vector,
         name,
@@ -173,127 +158,8 @@ fn fatal(
     panic!("{report}");
 }
 
-/// Define handlers for exceptions that are always fatal in the kernel.
-macro_rules! fatal_handlers {
-    ($( $fn_name:ident, $vector:expr, $name:expr, no_code; )*) => {$(
-        extern "x86-interrupt" fn $fn_name(frame: InterruptStackFrame) {
-            fatal($vector, $name, None, &frame);
-        }
-    )*};
-}
-
-macro_rules! fatal_handlers_with_code {
-    ($( $fn_name:ident, $vector:expr, $name:expr; )*) => {$(
-        extern "x86-interrupt" fn $fn_name(frame: InterruptStackFrame, code: u64) {
-            fatal($vector, $name, Some(code), &frame);
-        }
-    )*};
-}
-
-fatal_handlers! {
-    divide_error, 0, "divide error (#DE)", no_code;
-    debug, 1, "debug (#DB)", no_code;
-    overflow, 4, "overflow (#OF)", no_code;
-    bound_range_exceeded, 5, "bound range exceeded (#BR)", no_code;
-    invalid_opcode, 6, "invalid opcode (#UD)", no_code;
-    device_not_available, 7, "device not available (#NM)", no_code;
-    x87_floating_point, 16, "x87 floating point (#MF)", no_code;
-    simd_floating_point, 19, "SIMD floating point (#XM)", no_code;
-    virtualization, 20, "virtualization (#VE)", no_code;
-    hv_injection, 28, "hypervisor injection (#HV)", no_code;
-    nmi, 2, "non-maskable interrupt (NMI)", no_code;
-}
-
-fatal_handlers_with_code! {
-    invalid_tss, 10, "invalid TSS (#TS)";
-    segment_not_present, 11, "segment not present (#NP)";
-    stack_segment_fault, 12, "stack-segment fault (#SS)";
-    general_protection_fault, 13, "general protection fault (#GP)";
-    alignment_check, 17, "alignment check (#AC)";
-    cp_protection, 21, "control protection (#CP)";
-    vmm_communication, 29, "VMM communication (#VC)";
-    security, 30, "security exception (#SX)";
-}
-
-extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
-    if from_user(&frame) {
-        // No debugger support: like Linux without a tracer, int3 kills with SIGTRAP.
-        fatal(3, "breakpoint (int3)", None, &frame);
-    }
-    log::info!(
-        "breakpoint (int3) at rip={:#x}; continuing",
-        frame.instruction_pointer.as_u64()
-    );
-}
-
-/// The page-fault handler: decode the error code and let the VM layer fix the fault
-/// (demand paging, copy-on-write, device-exclusive restore). What it cannot fix is, for
-/// now, fatal; with processes, a user's bad access kills only that process.
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
-    use crate::vm::{self, Access, FaultOutcome, Privilege};
-    let addr = Cr2::read_raw();
-    let access = if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
-        Access::Execute
-    } else if code.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
-        Access::Write
-    } else {
-        Access::Read
-    };
-    let who = if code.contains(PageFaultErrorCode::USER_MODE) {
-        Privilege::User
-    } else {
-        Privilege::Kernel
-    };
-    // The fault path sleeps (address-space lock, frame locks): let interrupts in if the
-    // faulting code had them on (user code always has). CR2 was read above.
-    let irq_on = frame
-        .cpu_flags
-        .contains(x86_64::registers::rflags::RFlags::INTERRUPT_FLAG);
-    if irq_on {
-        x86_64::instructions::interrupts::enable();
-    }
-    let outcome = match x86_64::VirtAddr::try_new(addr) {
-        Ok(va) if !code.contains(PageFaultErrorCode::MALFORMED_TABLE) => {
-            vm::page_fault(va, access, who)
-        }
-        _ => FaultOutcome::KernelBug(vm::KernelBug::KernelAddress),
-    };
-    if who == Privilege::User {
-        // Returning to user mode: a pending SIGKILL takes effect now.
-        crate::proc::exit_if_killed();
-    }
-    x86_64::instructions::interrupts::disable();
-    let rip = frame.instruction_pointer.as_u64();
-    match outcome {
-        // Killed: only for user faults, and exit_if_killed above did not return.
-        FaultOutcome::Fixed(_) | FaultOutcome::Killed if who == Privilege::User => return,
-        FaultOutcome::Fixed(_) => return,
-        FaultOutcome::BadAccess(reason) if who == Privilege::User => {
-            crate::proc::kill_current_for_fault(
-                crate::proc::SIGSEGV,
-                format_args!("{access:?} at address {addr:#x}, rip {rip:#x}: {reason}"),
-            )
-        }
-        FaultOutcome::OutOfMemory if who == Privilege::User => crate::proc::kill_current_for_fault(
-            crate::proc::SIGKILL,
-            format_args!("out of memory at address {addr:#x}, rip {rip:#x}"),
-        ),
-        FaultOutcome::KernelBug(_) if who == Privilege::User => {
-            // A user access to a kernel address (the upper half is never user-accessible).
-            crate::proc::kill_current_for_fault(
-                crate::proc::SIGSEGV,
-                format_args!("{access:?} at kernel address {addr:#x}, rip {rip:#x}"),
-            )
-        }
-        _ => {}
-    }
-    let report = ExceptionReport {
-        vector: 14,
-        name: "page fault (#PF)",
-        error_code: Some(code.bits()),
-        frame: &frame,
-    };
-    panic!("{report}\n  fault path: {outcome:?}");
+extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
+    fatal(2, "non-maskable interrupt (NMI)", None, &frame);
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {

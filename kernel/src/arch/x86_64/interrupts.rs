@@ -2,13 +2,14 @@
 //!
 //! The PICs power up delivering IRQs on vectors 8-15, on top of CPU exceptions, so we
 //! remap them to 32-47 and mask every line except IRQ 0, the timer. The PIT is
-//! programmed to fire [`TIMER_HZ`] times a second; each tick increments a counter.
+//! programmed to fire [`TIMER_HZ`] times a second; each tick increments a counter. The
+//! interrupts enter through the common stubs of [`super::trap`].
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use pic8259::ChainedPics;
 use spin::Mutex;
 use x86_64::instructions::port::Port;
-use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
+use x86_64::structures::idt::InterruptDescriptorTable;
 
 /// First vector of the primary PIC after remapping (IRQ n -> vector 32 + n).
 pub const PIC_1_OFFSET: u8 = 32;
@@ -33,12 +34,16 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
-/// Add our interrupt handlers to the IDT (called while the IDT is built).
+/// Point the PIC vectors (32-47) of the IDT at their entry stubs (see `trap`): the
+/// timer is decoded by `trap_dispatch`, the others are spurious or masked.
 pub fn install(idt: &mut InterruptDescriptorTable) {
-    idt[TIMER_VECTOR].set_handler_fn(timer_interrupt);
-    // A spurious IRQ 7 / IRQ 15 can arrive even when masked; ignore them.
-    idt[PIC_1_OFFSET + 7].set_handler_fn(spurious_primary);
-    idt[PIC_2_OFFSET + 7].set_handler_fn(spurious_secondary);
+    for vector in PIC_1_OFFSET..PIC_2_OFFSET + 8 {
+        // SAFETY: the stub is an entry point built for exactly this vector: it saves a
+        // full TrapFrame and returns with iretq.
+        unsafe {
+            idt[vector].set_handler_addr(x86_64::VirtAddr::new(super::trap::stub_address(vector)));
+        }
+    }
 }
 
 /// Remap and mask the PICs, start the PIT, enable interrupts.
@@ -71,28 +76,28 @@ fn program_pit(hz: u64) {
     }
 }
 
-/// Count the tick, wake sleepers whose time has come, and preempt user code whose time
-/// slice is over (kernel code is never preempted; see `proc::sched`).
-extern "x86-interrupt" fn timer_interrupt(frame: InterruptStackFrame) {
+/// The timer interrupt, as far as the hardware goes: count the tick and acknowledge it
+/// at the PIC. Returns the new tick count. (Waking sleepers and preemption are the
+/// scheduler's business: `trap` hands the tick up.)
+pub fn timer_tick() -> u64 {
     let now = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     // SAFETY: we are in the handler of TIMER_VECTOR, which the PIC delivered.
     unsafe { PICS.lock().notify_end_of_interrupt(TIMER_VECTOR) };
-    let slice_over = crate::proc::sched::on_tick(now);
-    if frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3 {
-        if slice_over {
-            crate::proc::sched::yield_now();
-        }
-        crate::proc::exit_if_killed();
+    now
+}
+
+/// Whether `vector` is a PIC vector other than the timer (spurious IRQ 7/15, or a line
+/// that is masked and so only arrives spuriously).
+pub fn is_spurious(vector: u64) -> bool {
+    (u64::from(PIC_1_OFFSET) + 1..u64::from(PIC_2_OFFSET) + 8).contains(&vector)
+}
+
+/// Handle a spurious PIC interrupt: IRQ 7 is not acknowledged; IRQ 15 is acknowledged
+/// on the primary only (for the cascade line).
+pub fn spurious(vector: u64) {
+    if vector >= u64::from(PIC_2_OFFSET) {
+        let mut primary = Port::<u8>::new(0x20);
+        // SAFETY: 0x20 is the primary PIC's command port; 0x20 is the EOI command.
+        unsafe { primary.write(0x20) };
     }
-}
-
-extern "x86-interrupt" fn spurious_primary(_frame: InterruptStackFrame) {
-    // A spurious IRQ 7 must not be acknowledged.
-}
-
-extern "x86-interrupt" fn spurious_secondary(_frame: InterruptStackFrame) {
-    // A spurious IRQ 15 is acknowledged on the primary only (for the cascade line).
-    let mut primary = Port::<u8>::new(0x20);
-    // SAFETY: 0x20 is the primary PIC's command port; 0x20 is the EOI command.
-    unsafe { primary.write(0x20) };
 }

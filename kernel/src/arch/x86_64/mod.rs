@@ -8,4 +8,5 @@ pub mod interrupts;
 pub mod qemu;
 pub mod rtc;
 pub mod syscall;
+pub mod trap;
 pub mod tsc;
