@@ -131,8 +131,8 @@ fn exit_to_user(frame: &mut TrapFrame) {
         proc::kill_current_for_fault(
             proc::SIGSEGV,
             format_args!(
-                "return to user mode with rip {:#x} rsp {:#x}, outside user space",
-                frame.rip, frame.rsp
+                "return to user mode with rip {:#x}, outside user space",
+                frame.rip
             ),
         );
     }

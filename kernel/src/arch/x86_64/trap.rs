@@ -117,21 +117,23 @@ impl TrapFrame {
     }
 
     /// Make the frame safe to return to ring 3 with `iretq`: user selectors, RFLAGS
-    /// limited to what user code may set (IF on), and `Err(())` if RIP or RSP is not a
-    /// canonical lower-half address below `user_end` (the caller decides what to do:
+    /// limited to what user code may set (IF on), and `Err` if RIP is not a canonical
+    /// lower-half address below `user_end` (the caller decides what to do:
     /// the process gets SIGSEGV). A frame built by the kernel passes unchanged.
     pub fn sanitize_for_user(&mut self, user_end: u64) -> Result<(), BadUserFrame> {
         self.cs = USER_CS_SELECTOR.load(Ordering::Relaxed);
         self.ss = USER_SS_SELECTOR.load(Ordering::Relaxed);
         self.rflags = (self.rflags & USER_RFLAGS_MASK) | RFlags::INTERRUPT_FLAG.bits() | 0x2;
-        if self.rip >= user_end || self.rsp >= user_end {
+        // (RSP may hold anything: user code can use it as a plain register, and iretq
+        // does not check it. A non-canonical RIP would make iretq fault in ring 0.)
+        if self.rip >= user_end {
             return Err(BadUserFrame);
         }
         Ok(())
     }
 }
 
-/// A frame whose RIP or RSP lies outside user space: `iretq` must not take it.
+/// A frame whose RIP lies outside user space: `iretq` must not take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadUserFrame;
 
