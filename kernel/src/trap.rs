@@ -22,7 +22,7 @@ use x86_64::structures::idt::PageFaultErrorCode;
 
 use crate::arch::x86_64::trap::{self as arch_trap, Handlers, TrapEvent, TrapFrame};
 use crate::mm::page_table::USER_END;
-use crate::proc::{self, sched, ExitStatus};
+use crate::proc::{self, sched, signal, ExitStatus};
 use crate::vm::{self, Access, FaultOutcome, Privilege};
 
 /// Register the handlers with the architecture code (once, at boot).
@@ -50,8 +50,11 @@ fn user_trap(frame: &mut TrapFrame, event: TrapEvent) {
         }
         TrapEvent::Exception { vector, .. } => {
             interrupts::enable();
-            proc::kill_current_for_fault(
-                signal_for(vector),
+            let (sig, code) = signal_for(vector);
+            proc::signal_current_for_fault(
+                sig,
+                code,
+                frame.rip,
                 format_args!(
                     "{} at rip {:#x}",
                     arch_trap::exception_name(vector),
@@ -84,36 +87,53 @@ fn user_page_fault(frame: &TrapFrame, addr: u64, code: PageFaultErrorCode) {
     match outcome {
         // Killed: exit_to_user ends the process.
         FaultOutcome::Fixed(_) | FaultOutcome::Killed => {}
-        FaultOutcome::BadAccess(reason) => proc::kill_current_for_fault(
-            proc::SIGSEGV,
-            format_args!("{access:?} at address {addr:#x}, rip {rip:#x}: {reason}"),
-        ),
-        FaultOutcome::OutOfMemory => proc::kill_current_for_fault(
+        FaultOutcome::BadAccess(reason) => {
+            let code = match reason {
+                vm::BadAccessReason::NotMapped => signal::SEGV_MAPERR,
+                vm::BadAccessReason::Protection { .. } => signal::SEGV_ACCERR,
+            };
+            proc::signal_current_for_fault(
+                proc::SIGSEGV,
+                code,
+                addr,
+                format_args!("{access:?} at address {addr:#x}, rip {rip:#x}: {reason}"),
+            );
+        }
+        FaultOutcome::OutOfMemory => proc::signal_current_for_fault(
             proc::SIGKILL,
+            signal::SI_KERNEL,
+            addr,
             format_args!("out of memory at address {addr:#x}, rip {rip:#x}"),
         ),
         // A user access to a kernel (upper-half) or non-canonical address.
-        FaultOutcome::KernelBug(_) => proc::kill_current_for_fault(
+        FaultOutcome::KernelBug(_) => proc::signal_current_for_fault(
             proc::SIGSEGV,
+            signal::SEGV_MAPERR,
+            addr,
             format_args!("{access:?} at kernel address {addr:#x}, rip {rip:#x}"),
         ),
     }
 }
 
-/// The signal Linux sends for an exception in user code.
-fn signal_for(vector: u8) -> i32 {
+/// The signal and `si_code` Linux sends for an exception in user code
+/// (`arch/x86/kernel/traps.c`).
+fn signal_for(vector: u8) -> (i32, i32) {
     match vector {
-        1 | 3 => proc::SIGTRAP,
-        0 | 16 | 19 => proc::SIGFPE,
-        6 => proc::SIGILL,
-        17 => proc::SIGBUS,
-        _ => proc::SIGSEGV,
+        1 => (proc::SIGTRAP, 2), // TRAP_TRACE
+        3 => (proc::SIGTRAP, signal::SI_KERNEL),
+        0 => (proc::SIGFPE, 1), // FPE_INTDIV
+        16 | 19 => (proc::SIGFPE, 0),
+        6 => (proc::SIGILL, 2),  // ILL_ILLOPN
+        17 => (proc::SIGBUS, 1), // BUS_ADRALN
+        _ => (proc::SIGSEGV, signal::SI_KERNEL),
     }
 }
 
 /// The one way back to ring 3 (Linux `exit_to_user_mode_loop`): give the CPU away if
-/// the time slice is over, then end the process if it was sent SIGKILL, then check the
-/// frame (a frame no `iretq` may take kills with SIGSEGV). Returns with interrupts off.
+/// the time slice is over, end the process if it was sent SIGKILL, deliver pending
+/// signals (and restart or fail an interrupted syscall), then check the frame: a frame
+/// no `iretq` may take (a RIP outside user space, say after a forged `rt_sigreturn`)
+/// is SIGSEGV with the default action, never a loop. Returns with interrupts off.
 /// Nothing owned may be on the caller's stack: `exit_current` does not return.
 fn exit_to_user(frame: &mut TrapFrame) {
     interrupts::enable();
@@ -125,16 +145,15 @@ fn exit_to_user(frame: &mut TrapFrame) {
         if proc::current_killed() {
             proc::exit_current(ExitStatus::Signaled(proc::SIGKILL));
         }
-        break;
-    }
-    if frame.sanitize_for_user(USER_END).is_err() {
-        proc::kill_current_for_fault(
-            proc::SIGSEGV,
-            format_args!(
+        signal::deliver(frame);
+        if frame.sanitize_for_user(USER_END).is_err() {
+            signal::force_sigsegv(format_args!(
                 "return to user mode with rip {:#x}, outside user space",
                 frame.rip
-            ),
-        );
+            ));
+            continue;
+        }
+        break;
     }
     interrupts::disable();
 }

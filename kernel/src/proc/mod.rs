@@ -7,6 +7,7 @@
 
 pub mod elf;
 pub mod sched;
+pub mod signal;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -31,14 +32,7 @@ use crate::vm::AddressSpace;
 /// Process id.
 pub type Pid = u32;
 
-/// Signals we deliver (Linux numbers). Only SIGKILL can be sent with `kill`; the others
-/// come from faults.
-pub const SIGILL: i32 = 4;
-pub const SIGTRAP: i32 = 5;
-pub const SIGFPE: i32 = 8;
-pub const SIGKILL: i32 = 9;
-pub const SIGBUS: i32 = 7;
-pub const SIGSEGV: i32 = 11;
+pub use signal::{SIGABRT, SIGALRM, SIGBUS, SIGFPE, SIGILL, SIGKILL, SIGSEGV, SIGTRAP};
 
 /// Most processes that may exist at once (zombies included). Bounded by kernel stacks.
 pub const MAX_PROCS: usize = crate::mm::kstack::MAX_STACKS;
@@ -50,6 +44,9 @@ pub enum ExitStatus {
     Exited(i32),
     /// Killed by a signal.
     Signaled(i32),
+    /// Killed by a signal whose default action is "core" (no file is written; the wait
+    /// status carries the core bit, 0x80, as Linux's would).
+    Dumped(i32),
 }
 
 impl ExitStatus {
@@ -58,6 +55,7 @@ impl ExitStatus {
         match self {
             ExitStatus::Exited(code) => (code & 0xff) << 8,
             ExitStatus::Signaled(sig) => sig & 0x7f,
+            ExitStatus::Dumped(sig) => (sig & 0x7f) | 0x80,
         }
     }
 
@@ -65,7 +63,7 @@ impl ExitStatus {
     pub fn shell_status(self) -> i32 {
         match self {
             ExitStatus::Exited(code) => code & 0xff,
-            ExitStatus::Signaled(sig) => 128 + sig,
+            ExitStatus::Signaled(sig) | ExitStatus::Dumped(sig) => 128 + sig,
         }
     }
 }
@@ -98,6 +96,11 @@ pub struct ProcInner {
     pub files: FileTable,
     pub fs_base: u64,
     pub brk: Brk,
+    /// Signal actions, mask, pending signals, alarm.
+    pub signals: signal::Signals,
+    /// Process group and session (`setpgid`, `setsid`).
+    pub pgid: Pid,
+    pub sid: Pid,
 }
 
 /// One process.
@@ -147,6 +150,11 @@ impl Process {
     pub fn aspace(&self) -> Arc<AddressSpace> {
         self.with(|i| i.aspace.clone())
             .expect("Process::aspace: the process has exited")
+    }
+
+    /// Mark SIGKILL pending (the caller wakes the process).
+    pub fn mark_killed(&self) {
+        self.killed.store(true, Ordering::Release);
     }
 
     /// Whether SIGKILL is pending.
@@ -221,6 +229,9 @@ pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Ar
             files: FileTable::default(),
             fs_base: 0,
             brk: Brk::default(),
+            signals: signal::Signals::default(),
+            pgid: 0,
+            sid: 0,
         },
     );
     KTHREADS.with(|k| k.push(p.clone()));
@@ -252,6 +263,9 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
             files: FileTable::with_console(),
             fs_base: 0,
             brk: image.brk,
+            signals: signal::Signals::default(),
+            pgid: pid,
+            sid: pid,
         },
     ));
     Ok(())
@@ -280,12 +294,15 @@ pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
     // The parent's FPU registers are live on the CPU: the child starts with a copy.
     let mut fpu = FpuState::default();
     fpu.save();
-    let (name, files, fs_base, brk) = parent.with(|i| {
+    let (name, files, fs_base, brk, signals, pgid, sid) = parent.with(|i| {
         (
             i.name.clone(),
             i.files.clone(),
             x86_64::registers::model_specific::FsBase::read().as_u64(),
             i.brk,
+            i.signals.for_child(),
+            i.pgid,
+            i.sid,
         )
     });
     start(Process::new(
@@ -301,6 +318,9 @@ pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
             files,
             fs_base,
             brk,
+            signals,
+            pgid,
+            sid,
         },
     ));
     Ok(pid)
@@ -318,6 +338,7 @@ pub fn exec(frame: &mut TrapFrame, path: &str, argv: &[&str], envp: &[&str]) -> 
         i.name = basename(path).into();
         i.brk = image.brk;
         i.fs_base = 0;
+        i.signals.reset_for_exec();
         i.aspace.replace(image.aspace)
     });
     crate::vm::switch_to(Some(new));
@@ -391,33 +412,62 @@ pub fn exit_if_killed() {
     }
 }
 
-/// Kill the current process because of a fault in user mode: print one line saying
-/// why, then exit with `signal`.
-pub fn kill_current_for_fault(signal: i32, why: core::fmt::Arguments) -> ! {
-    let p = sched::current();
-    let name = p.with(|i| i.name.clone());
-    serial_println!(
-        "[kernel] pid {} ({}) killed by {}: {}",
-        p.pid,
-        name,
-        signal_name(signal),
-        why
-    );
-    drop(p);
-    exit_current(ExitStatus::Signaled(signal))
+/// A fault in user mode: send the current process `signal` (Linux `force_sig_fault`;
+/// `code` and `addr` go into its siginfo). If nobody catches it, print one line saying
+/// why; the process then ends on its way back to user mode.
+pub fn signal_current_for_fault(signal: i32, code: i32, addr: u64, why: core::fmt::Arguments) {
+    if signal::force_fault(signal, code, addr) {
+        signal::log_fatal(signal, why);
+    }
 }
 
 /// "SIGSEGV" for 11, and so on.
 pub fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        SIGILL => "SIGILL",
-        SIGTRAP => "SIGTRAP",
-        SIGFPE => "SIGFPE",
-        SIGKILL => "SIGKILL",
-        SIGBUS => "SIGBUS",
-        SIGSEGV => "SIGSEGV",
-        _ => "signal",
-    }
+    use signal::*;
+    const NAMES: [&str; 32] = [
+        "signal 0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    let _ = (SIGHUP, SIGINT, SIGUSR1, SIGUSR2, SIGPIPE, SIGTERM);
+    usize::try_from(signal)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or(if (32..=NSIG).contains(&signal) {
+            "a real-time signal"
+        } else {
+            "signal"
+        })
 }
 
 /// Which children `wait4` waits for.
@@ -425,6 +475,8 @@ pub fn signal_name(signal: i32) -> &'static str {
 pub enum WaitFor {
     Any,
     Pid(Pid),
+    /// Any child in this process group (`wait4(0)`: the caller's; `wait4(-pgid)`).
+    Group(Pid),
 }
 
 /// Whether `wait4` may block.
@@ -444,11 +496,12 @@ pub fn wait(which: WaitFor, mode: WaitMode) -> Result<(Pid, ExitStatus), Errno> 
                 let mut any = false;
                 let mut zombie = None;
                 for child in t.values() {
-                    let (ppid, state) = child.with(|c| (c.ppid, c.state));
+                    let (ppid, state, pgid) = child.with(|c| (c.ppid, c.state, c.pgid));
                     let wanted = ppid == me.pid
                         && match which {
                             WaitFor::Any => true,
                             WaitFor::Pid(pid) => child.pid == pid,
+                            WaitFor::Group(g) => pgid == g,
                         };
                     if wanted {
                         any = true;
@@ -467,6 +520,8 @@ pub fn wait(which: WaitFor, mode: WaitMode) -> Result<(Pid, ExitStatus), Errno> 
                 (_, Some(z)) => Some(Ok(z)),
                 (false, None) => Some(Err(Errno::ECHILD)),
                 (true, None) if mode == WaitMode::NoHang => Some(Ok((0, ExitStatus::Exited(0)))),
+                // A signal to handle: the syscall is restarted or fails with EINTR.
+                (true, None) if signal::pending_for_current() => Some(Err(Errno::ERESTARTSYS)),
                 (true, None) => {
                     sched::block_current();
                     None
@@ -476,31 +531,123 @@ pub fn wait(which: WaitFor, mode: WaitMode) -> Result<(Pid, ExitStatus), Errno> 
         if let Some(r) = found {
             return r;
         }
-        // Killed while waiting: return, so `me` is dropped before the syscall exit ends
-        // the process (exiting from here would leak this stack's references).
-        if me.is_killed() {
-            return Err(Errno::EINTR);
+        // Killed or signalled while waiting: return, so `me` is dropped before the way
+        // back to user mode delivers the signal (exiting from here would leak this
+        // stack's references).
+        if signal::pending_for_current() {
+            return Err(Errno::ERESTARTSYS);
         }
     }
 }
 
-/// `kill(pid, sig)`: only SIGKILL and 0 (existence check) are supported.
-pub fn kill(pid: Pid, signal: i32) -> Result<(), Errno> {
-    let target = lookup(pid).ok_or(Errno::ESRCH)?;
-    if target.with(|i| matches!(i.state, State::Zombie(_))) {
+/// Who `kill` signals (Linux `kill_something_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillTarget {
+    /// `pid > 0`: that process.
+    Pid(Pid),
+    /// `pid == 0`: the caller's process group; `pid < -1`: group `-pid`.
+    Group(Pid),
+    /// `pid == -1`: every process but init and the caller.
+    All,
+}
+
+/// `kill(pid, sig)`: send `sig` (1..=64, or 0 to check existence) to the target.
+/// ESRCH if nobody matched, EINVAL for a bad signal number.
+pub fn kill(target: KillTarget, sig: i32) -> Result<(), Errno> {
+    if !(0..=signal::NSIG).contains(&sig) {
+        return Err(Errno::EINVAL);
+    }
+    let me = sched::current();
+    let targets: Vec<Arc<Process>> = table(|t| {
+        t.values()
+            .filter(|p| {
+                let (pgid, zombie) = p.with(|i| (i.pgid, matches!(i.state, State::Zombie(_))));
+                match target {
+                    KillTarget::Pid(pid) => p.pid == pid,
+                    KillTarget::Group(g) => pgid == g && !zombie,
+                    KillTarget::All => p.pid != 1 && p.pid != me.pid && !zombie,
+                }
+            })
+            .cloned()
+            .collect()
+    });
+    if targets.is_empty() {
+        return Err(Errno::ESRCH);
+    }
+    if sig == 0 {
         return Ok(());
     }
-    match signal {
-        0 => Ok(()),
-        SIGKILL => {
-            target.killed.store(true, Ordering::Release);
-            sched::wake(&target);
-            // Killing ourselves takes effect on the way back to user mode (the syscall
-            // exit calls exit_if_killed once every reference on this stack is gone).
-            Ok(())
+    let info = signal::SigInfo {
+        signo: sig,
+        code: signal::SI_USER,
+        pid: me.pid,
+        addr: 0,
+    };
+    for p in &targets {
+        if !p.with(|i| matches!(i.state, State::Zombie(_))) {
+            signal::send(p, info);
         }
-        _ => Err(Errno::EINVAL),
     }
+    Ok(())
+}
+
+/// `setpgid(pid, pgid)`: put `pid` (0: the caller; else the caller or one of its
+/// children) into group `pgid` (0: its own pid). EPERM across sessions or for a
+/// session leader, ESRCH for another process (Linux `sys_setpgid`, simplified: no
+/// exec check).
+pub fn setpgid(pid: Pid, pgid: Pid) -> Result<(), Errno> {
+    let me = sched::current();
+    let pid = if pid == 0 { me.pid } else { pid };
+    let target = lookup(pid).ok_or(Errno::ESRCH)?;
+    let (ppid, sid) = target.with(|i| (i.ppid, i.sid));
+    let my_sid = me.with(|i| i.sid);
+    if pid != me.pid && ppid != me.pid {
+        return Err(Errno::ESRCH);
+    }
+    if sid != my_sid || sid == pid {
+        return Err(Errno::EPERM);
+    }
+    let pgid = if pgid == 0 { pid } else { pgid };
+    if pgid != pid {
+        // The group must exist in the same session.
+        let ok = table(|t| {
+            t.values()
+                .any(|p| p.with(|i| i.pgid == pgid && i.sid == my_sid))
+        });
+        if !ok {
+            return Err(Errno::EPERM);
+        }
+    }
+    target.with(|i| i.pgid = pgid);
+    Ok(())
+}
+
+/// `getpgid(pid)` (0: the caller) and `getsid(pid)`.
+pub fn getpgid_getsid(pid: Pid) -> Result<(Pid, Pid), Errno> {
+    let p = if pid == 0 {
+        sched::current()
+    } else {
+        lookup(pid).ok_or(Errno::ESRCH)?
+    };
+    Ok(p.with(|i| (i.pgid, i.sid)))
+}
+
+/// `setsid()`: a new session and group led by the caller; EPERM if it already leads
+/// a group.
+pub fn setsid() -> Result<Pid, Errno> {
+    let me = sched::current();
+    let leads = table(|t| {
+        t.values()
+            .any(|p| p.pid != me.pid && p.with(|i| i.pgid == me.pid))
+    });
+    if leads || me.with(|i| i.pgid == me.pid) {
+        return Err(Errno::EPERM);
+    }
+    me.with(|i| {
+        i.pgid = me.pid;
+        i.sid = me.pid;
+    });
+    Ok(me.pid)
 }
 
 /// Whether init has ended and the machine should power off.

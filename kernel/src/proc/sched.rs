@@ -235,6 +235,7 @@ pub fn on_tick(now: u64) {
     for p in &due {
         wake(p);
     }
+    super::signal::on_tick(now);
     if now.saturating_sub(SLICE_START.load(Ordering::Relaxed)) >= TIME_SLICE_TICKS {
         NEED_RESCHED.store(true, Ordering::Relaxed);
     }

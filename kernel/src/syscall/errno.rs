@@ -31,6 +31,13 @@ pub enum Errno {
     ENAMETOOLONG = 36,
     ENOSYS = 38,
     EOPNOTSUPP = 95,
+    /// Kernel-internal (Linux `ERESTARTSYS`): a sleep was interrupted by a signal; the
+    /// way back to user mode restarts the syscall or turns this into EINTR. Never
+    /// reaches user code.
+    ERESTARTSYS = 512,
+    /// Kernel-internal (Linux `ERESTARTNOHAND`): restarted only if no handler runs
+    /// (pause).
+    ERESTARTNOHAND = 514,
 }
 
 impl Errno {

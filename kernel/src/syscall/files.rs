@@ -132,8 +132,8 @@ fn read_console(buf: u64, count: usize) -> SysResult {
             return Ok(got.len() as u64);
         }
         sched::sleep_ticks(10);
-        if crate::proc::current_killed() {
-            return Err(Errno::EINTR); // the syscall exit ends the process
+        if crate::proc::signal::pending_for_current() {
+            return Err(Errno::ERESTARTSYS); // restarted, or EINTR after a handler
         }
     }
 }

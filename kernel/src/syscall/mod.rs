@@ -29,13 +29,22 @@
 //!   unknown prot bit, above 32 included, is EINVAL
 //! - 11 `munmap(unsigned long addr, size_t len)`: none
 //! - 12 `brk(unsigned long brk)`: none
+//! - 13 `rt_sigaction(int sig, const struct sigaction *act, struct sigaction *oact,
+//!   size_t sigsetsize)`: sig
+//! - 14 `rt_sigprocmask(int how, sigset_t *set, sigset_t *oset, size_t sigsetsize)`: how
+//! - 15 `rt_sigreturn(void)`
 //! - 16 `ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)`: fd, cmd
 //! - 20 `writev(unsigned long fd, const struct iovec *vec, unsigned long vlen)`: fd
 //!   (Linux's `fdget_pos` takes an `unsigned int`)
 //! - 24 `sched_yield(void)`
 //! - 28 `madvise(unsigned long start, size_t len, int behavior)`: behavior
+//! - 34 `pause(void)`
 //! - 35 `nanosleep(struct __kernel_timespec *rqtp, struct __kernel_timespec *rmtp)`
 //!   (rmtp is unused)
+//! - 36 `getitimer(int which, struct __kernel_old_itimerval *value)`: which
+//! - 37 `alarm(unsigned int seconds)`: seconds
+//! - 38 `setitimer(int which, struct __kernel_old_itimerval *value,
+//!   struct __kernel_old_itimerval *ovalue)`: which (ITIMER_REAL only)
 //! - 39 `getpid(void)`
 //! - 57 `fork(void)`
 //! - 59 `execve(const char *filename, const char *const *argv, const char *const *envp)`
@@ -45,14 +54,21 @@
 //! - 62 `kill(pid_t pid, int sig)`: pid, sig
 //! - 63 `newuname(struct new_utsname *name)`
 //! - 99 `sysinfo(struct sysinfo *info)`
+//! - 109 `setpgid(pid_t pid, pid_t pgid)`: pid, pgid
 //! - 110 `getppid(void)`
+//! - 111 `getpgrp(void)`
+//! - 112 `setsid(void)`
+//! - 121 `getpgid(pid_t pid)`: pid
+//! - 124 `getsid(pid_t pid)`: pid
 //! - 158 `arch_prctl(int option, unsigned long arg2)`: option
 //! - 169 `reboot(int magic1, int magic2, unsigned int cmd, void *arg)`: magic1, magic2,
 //!   cmd (arg is unused)
 //! - 186 `gettid(void)`
+//! - 200 `tkill(pid_t pid, int sig)`: pid, sig
 //! - 218 `set_tid_address(int *tidptr)` (tidptr is unused)
 //! - 228 `clock_gettime(clockid_t which_clock, struct __kernel_timespec *tp)`: which_clock
 //! - 231 `exit_group(int error_code)`: error_code
+//! - 234 `tgkill(pid_t tgid, pid_t pid, int sig)`: tgid, pid, sig
 //!
 //! `pid_t` and `clockid_t` are `int`; pointers, `size_t` and `unsigned long` are all 64
 //! bits. The system call number itself is an `int` too: Linux's entry code uses eax only.
@@ -64,6 +80,7 @@ pub mod errno;
 mod files;
 mod memory;
 mod process;
+mod signal;
 pub mod uaccess;
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -81,11 +98,18 @@ pub mod nr {
     pub const MPROTECT: u64 = 10;
     pub const MUNMAP: u64 = 11;
     pub const BRK: u64 = 12;
+    pub const RT_SIGACTION: u64 = 13;
+    pub const RT_SIGPROCMASK: u64 = 14;
+    pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
     pub const MADVISE: u64 = 28;
+    pub const PAUSE: u64 = 34;
     pub const NANOSLEEP: u64 = 35;
+    pub const GETITIMER: u64 = 36;
+    pub const ALARM: u64 = 37;
+    pub const SETITIMER: u64 = 38;
     pub const GETPID: u64 = 39;
     pub const FORK: u64 = 57;
     pub const EXECVE: u64 = 59;
@@ -94,13 +118,20 @@ pub mod nr {
     pub const KILL: u64 = 62;
     pub const UNAME: u64 = 63;
     pub const SYSINFO: u64 = 99;
+    pub const SETPGID: u64 = 109;
     pub const GETPPID: u64 = 110;
+    pub const GETPGRP: u64 = 111;
+    pub const SETSID: u64 = 112;
+    pub const GETPGID: u64 = 121;
+    pub const GETSID: u64 = 124;
     pub const ARCH_PRCTL: u64 = 158;
     pub const REBOOT: u64 = 169;
     pub const GETTID: u64 = 186;
+    pub const TKILL: u64 = 200;
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
     pub const EXIT_GROUP: u64 = 231;
+    pub const TGKILL: u64 = 234;
 }
 
 /// What a syscall returns: a value for rax, or an errno.
@@ -174,7 +205,21 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::EXECVE => process::execve(frame, args),
         nr::EXIT | nr::EXIT_GROUP => process::exit(args),
         nr::WAIT4 => process::wait4(args),
-        nr::KILL => process::kill(args),
+        nr::KILL => signal::kill(args),
+        nr::TKILL => signal::tkill(args.int(0), args.int(1)),
+        nr::TGKILL => signal::tgkill(args),
+        nr::RT_SIGACTION => signal::rt_sigaction(args),
+        nr::RT_SIGPROCMASK => signal::rt_sigprocmask(args),
+        nr::RT_SIGRETURN => signal::rt_sigreturn(frame),
+        nr::ALARM => signal::alarm(args),
+        nr::GETITIMER => signal::getitimer(args),
+        nr::SETITIMER => signal::setitimer(args),
+        nr::PAUSE => signal::pause(),
+        nr::SETPGID => signal::setpgid(args),
+        nr::GETPGID => signal::getpgid(args),
+        nr::GETPGRP => signal::getpgrp(),
+        nr::SETSID => signal::setsid(),
+        nr::GETSID => signal::getsid(args),
         nr::UNAME => process::uname(args),
         nr::SYSINFO => process::sysinfo(args),
         nr::ARCH_PRCTL => process::arch_prctl(args),

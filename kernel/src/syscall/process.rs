@@ -54,8 +54,10 @@ pub fn wait4(args: Args) -> SysResult {
     let (status, options) = (args.ptr(1), args.int(2));
     let which = match args.int(0) {
         -1 => WaitFor::Any,
+        0 => WaitFor::Group(sched::current().with(|p| p.pgid)),
         pid if pid > 0 => WaitFor::Pid(pid as Pid),
-        _ => return Err(Errno::EINVAL), // process groups are not supported
+        i32::MIN => return Err(Errno::ESRCH),
+        pgid => WaitFor::Group(pgid.unsigned_abs()),
     };
     if options & !WNOHANG != 0 {
         return Err(Errno::EINVAL);
@@ -71,15 +73,6 @@ pub fn wait4(args: Args) -> SysResult {
         uaccess::write_i32(status, exit.wait_status())?;
     }
     Ok(child as u64)
-}
-
-/// kill(pid, sig): SIGKILL or 0 only; pid > 0 only (no process groups).
-pub fn kill(args: Args) -> SysResult {
-    match args.int(0) {
-        pid if pid > 0 => proc::kill(pid as Pid, args.int(1))?,
-        _ => return Err(Errno::EINVAL),
-    }
-    Ok(0)
 }
 
 /// nanosleep(req, rem): sleeps at least the requested time, in timer ticks (1 ms).
@@ -101,8 +94,10 @@ pub fn nanosleep(args: Args) -> SysResult {
         }
         let ticks = (deadline - now).div_ceil(1_000_000_000 / interrupts::TIMER_HZ);
         sched::sleep_ticks(ticks);
-        if crate::proc::current_killed() {
-            return Err(Errno::EINTR); // the syscall exit ends the process
+        if crate::proc::signal::pending_for_current() {
+            // Linux restarts nanosleep only through restart_syscall with the time left;
+            // here a handler sees EINTR, and without one the sleep simply ends early.
+            return Err(Errno::EINTR);
         }
     }
 }

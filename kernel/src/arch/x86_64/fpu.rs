@@ -32,12 +32,49 @@ impl FpuState {
         unsafe { asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack)) };
     }
 
+    /// The 512 bytes of the image (what a signal frame carries to user space).
+    pub fn as_bytes(&self) -> &[u8; 512] {
+        &self.0
+    }
+
+    /// An image from untrusted bytes (a signal frame that user code may have changed):
+    /// MXCSR is limited to the bits this CPU supports (its MXCSR_MASK), because
+    /// `fxrstor` with a reserved MXCSR bit set raises #GP in the kernel (Linux
+    /// `fpu__restore_sig` masks it the same way). Nothing else in the image can fault.
+    pub fn from_untrusted(bytes: &[u8; 512]) -> FpuState {
+        let mut s = FpuState(*bytes);
+        let mxcsr = u32::from_le_bytes(s.0[24..28].try_into().expect("4 bytes"));
+        let masked = mxcsr & mxcsr_mask();
+        s.0[24..28].copy_from_slice(&masked.to_le_bytes());
+        // MXCSR_MASK itself is ignored by fxrstor; keep it tidy.
+        s.0[28..32].copy_from_slice(&0u32.to_le_bytes());
+        s
+    }
+
     /// Load the x87/SSE registers from here.
     pub fn restore(&self) {
         // SAFETY: fxrstor64 reads 512 bytes from a 16-byte-aligned buffer holding an
         // image made by fxsave64 or Default (valid reserved bits and MXCSR).
         unsafe { asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack, readonly)) };
     }
+}
+
+/// The MXCSR bits this CPU supports (from `fxsave`'s MXCSR_MASK field; 0 there means
+/// the architectural default 0xFFBF).
+fn mxcsr_mask() -> u32 {
+    static MASK: spin::Once<u32> = spin::Once::new();
+    *MASK.call_once(|| {
+        let mut probe = FpuState([0; 512]);
+        // Save the live state first and put it back: probing must not change it.
+        let mut live = FpuState([0; 512]);
+        live.save();
+        probe.save();
+        live.restore();
+        match u32::from_le_bytes(probe.0[28..32].try_into().expect("4 bytes")) {
+            0 => 0xffbf,
+            m => m,
+        }
+    })
 }
 
 /// Enable SSE for user code: CR0.EM off, CR0.MP on, CR4.OSFXSR and CR4.OSXMMEXCPT on.
