@@ -132,3 +132,97 @@ impl FileTable {
         self.fds.iter_mut().for_each(|f| *f = None);
     }
 }
+
+/// What `stat` reports about a file (the fields of Linux's x86-64 `struct stat` that
+/// mean something here; the rest are 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stat {
+    pub ino: u64,
+    pub mode: u32,
+    pub rdev: u64,
+    pub size: u64,
+}
+
+/// `st_mode` file types and the device numbers Linux gives these nodes.
+const S_IFCHR: u32 = 0o020000;
+const S_IFREG: u32 = 0o100000;
+const S_IFDIR: u32 = 0o040000;
+
+impl Stat {
+    /// The 144 bytes of `struct stat` (x86-64): dev, ino, nlink, mode, uid, gid, pad,
+    /// rdev, size, blksize, blocks, then the times (zero: no clock on files here).
+    pub fn to_bytes(self) -> [u8; 144] {
+        let mut b = [0u8; 144];
+        b[8..16].copy_from_slice(&self.ino.to_le_bytes());
+        b[16..24].copy_from_slice(&1u64.to_le_bytes()); // nlink
+        b[24..28].copy_from_slice(&self.mode.to_le_bytes());
+        b[40..48].copy_from_slice(&self.rdev.to_le_bytes());
+        b[48..56].copy_from_slice(&self.size.to_le_bytes());
+        b[56..64].copy_from_slice(&4096u64.to_le_bytes()); // blksize
+        b[64..72].copy_from_slice(&self.size.div_ceil(512).to_le_bytes()); // blocks
+        b
+    }
+}
+
+/// Linux `makedev(major, minor)` for small numbers.
+const fn dev(major: u64, minor: u64) -> u64 {
+    (major << 8) | minor
+}
+
+impl File {
+    /// `fstat` of this open file.
+    pub fn stat(&self) -> Stat {
+        match &self.kind {
+            FileKind::Console => Stat {
+                ino: 2,
+                mode: S_IFCHR | 0o620,
+                rdev: dev(5, 1),
+                size: 0,
+            },
+            FileKind::Initramfs { data } => Stat {
+                ino: 3,
+                mode: S_IFREG | 0o755,
+                rdev: 0,
+                size: data.len() as u64,
+            },
+            FileKind::Snapshot(_) => Stat {
+                ino: 4,
+                mode: S_IFREG | 0o444,
+                rdev: 0,
+                size: 0, // like /proc files: the size is not known in advance
+            },
+            FileKind::Dmirror(m) => Stat {
+                ino: 5,
+                mode: S_IFCHR | 0o600,
+                rdev: dev(240, u64::from(m.minor)),
+                size: 0,
+            },
+        }
+    }
+}
+
+/// `stat` by path: the device nodes, the /proc files, the initramfs files, and the
+/// directories that hold them.
+pub fn stat_path(path: &str) -> Result<Stat, Errno> {
+    let node = |ino, mode, rdev| Stat {
+        ino,
+        mode,
+        rdev,
+        size: 0,
+    };
+    match path {
+        "/" | "/bin" | "/dev" | "/proc" | "/proc/self" => Ok(node(1, S_IFDIR | 0o755, 0)),
+        "/dev/console" => Ok(node(2, S_IFCHR | 0o620, dev(5, 1))),
+        "/dev/hmm_dmirror0" => Ok(node(5, S_IFCHR | 0o600, dev(240, 0))),
+        "/dev/hmm_dmirror1" => Ok(node(5, S_IFCHR | 0o600, dev(240, 1))),
+        "/proc/ps" | "/proc/self/ptes" => Ok(node(4, S_IFREG | 0o444, 0)),
+        _ => initramfs::lookup(path)
+            .map(|data| Stat {
+                ino: 3,
+                mode: S_IFREG | 0o755,
+                rdev: 0,
+                size: data.len() as u64,
+            })
+            .ok_or(Errno::ENOENT),
+    }
+}

@@ -101,6 +101,33 @@ pub struct ProcInner {
     /// Process group and session (`setpgid`, `setsid`).
     pub pgid: Pid,
     pub sid: Pid,
+    /// Addresses the C library registered (`set_tid_address`, `set_robust_list`,
+    /// `clone(CLONE_CHILD_CLEARTID)`).
+    pub tid_addrs: TidAddrs,
+    /// The path this program was started from (`readlink("/proc/self/exe")`).
+    pub exe: String,
+}
+
+/// Thread-bookkeeping addresses a C library gives the kernel. With one thread per
+/// process only `clear_child_tid` has an effect: 0 is written there at exit (Linux
+/// `mm_release`; the futex wake-up has no waiter without threads).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TidAddrs {
+    pub clear_child_tid: u64,
+    pub robust_list: u64,
+}
+
+/// What `clone` asks for beyond a plain fork (Linux `struct kernel_clone_args`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CloneOptions {
+    /// CLONE_CHILD_SETTID: write the child's tid here, in the child's memory.
+    pub set_child_tid: Option<u64>,
+    /// CLONE_CHILD_CLEARTID: the child's `clear_child_tid`.
+    pub clear_child_tid: Option<u64>,
+    /// CLONE_PARENT_SETTID: write the child's tid here, in the parent's memory.
+    pub set_parent_tid: Option<u64>,
+    /// A new stack pointer for the child (0 in the call: keep the parent's).
+    pub stack: Option<u64>,
 }
 
 /// One process.
@@ -232,6 +259,8 @@ pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Ar
             signals: signal::Signals::default(),
             pgid: 0,
             sid: 0,
+            tid_addrs: TidAddrs::default(),
+            exe: String::new(),
         },
     );
     KTHREADS.with(|k| k.push(p.clone()));
@@ -266,6 +295,8 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
             signals: signal::Signals::default(),
             pgid: pid,
             sid: pid,
+            tid_addrs: TidAddrs::default(),
+            exe: path.into(),
         },
     ));
     Ok(())
@@ -279,7 +310,7 @@ fn basename(path: &str) -> &str {
 /// `kernel_clone`). The child shares the parent's open files and gets a
 /// copy-on-write copy of its memory. Fails with EAGAIN when the process table is full
 /// and ENOMEM when memory runs out; nothing of the half-built child remains then.
-pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
+pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
     let parent = sched::current();
     if table(|t| t.len()) >= MAX_PROCS {
         return Err(Errno::EAGAIN);
@@ -288,15 +319,28 @@ pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
     let aspace = parent.aspace().fork()?;
     let mut child_frame = *frame;
     child_frame.rax = 0;
+    if let Some(sp) = opts.stack {
+        child_frame.rsp = sp;
+    }
     // SAFETY: the stack was just mapped and is used by nothing else.
     let rsp = unsafe { context::prepare_new_stack(kstack.top(), &child_frame) };
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    // As Linux, a tid that cannot be stored is not an error of clone.
+    if let Some(at) = opts.set_child_tid {
+        let _ = aspace.copy_to_user(VirtAddr::new_truncate(at), &pid.to_le_bytes());
+    }
+    if let Some(at) = opts.set_parent_tid {
+        let _ = parent
+            .aspace()
+            .copy_to_user(VirtAddr::new_truncate(at), &pid.to_le_bytes());
+    }
     // The parent's FPU registers are live on the CPU: the child starts with a copy.
     let mut fpu = FpuState::default();
     fpu.save();
-    let (name, files, fs_base, brk, signals, pgid, sid) = parent.with(|i| {
+    let (name, exe, files, fs_base, brk, signals, pgid, sid) = parent.with(|i| {
         (
             i.name.clone(),
+            i.exe.clone(),
             i.files.clone(),
             x86_64::registers::model_specific::FsBase::read().as_u64(),
             i.brk,
@@ -305,6 +349,10 @@ pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
             i.sid,
         )
     });
+    let tid_addrs = TidAddrs {
+        clear_child_tid: opts.clear_child_tid.unwrap_or(0),
+        robust_list: 0,
+    };
     start(Process::new(
         pid,
         kstack,
@@ -321,6 +369,8 @@ pub fn fork(frame: &TrapFrame) -> Result<Pid, Errno> {
             signals,
             pgid,
             sid,
+            tid_addrs,
+            exe,
         },
     ));
     Ok(pid)
@@ -339,6 +389,8 @@ pub fn exec(frame: &mut TrapFrame, path: &str, argv: &[&str], envp: &[&str]) -> 
         i.brk = image.brk;
         i.fs_base = 0;
         i.signals.reset_for_exec();
+        i.exe = path.into();
+        i.tid_addrs = TidAddrs::default();
         i.aspace.replace(image.aspace)
     });
     crate::vm::switch_to(Some(new));
@@ -360,7 +412,17 @@ pub fn exit_current(status: ExitStatus) -> ! {
     // file and unmapping may sleep (address-space lock), and a zombie that slept would
     // never be scheduled again. Nothing is dropped under the process lock.
     interrupts::enable();
-    let (aspace, files) = p.with(|i| (i.aspace.take(), core::mem::take(&mut i.files)));
+    let (aspace, files, clear_tid) = p.with(|i| {
+        (
+            i.aspace.take(),
+            core::mem::take(&mut i.files),
+            i.tid_addrs.clear_child_tid,
+        )
+    });
+    if let (Some(a), true) = (&aspace, clear_tid != 0) {
+        // Linux `mm_release`: a thread library waits on this word (harmless otherwise).
+        let _ = a.copy_to_user(VirtAddr::new_truncate(clear_tid), &0u32.to_le_bytes());
+    }
     drop(aspace);
     drop(files);
     interrupts::disable();

@@ -31,20 +31,40 @@ pub(super) fn file(fd: i32) -> Result<Arc<File>, Errno> {
 /// open(path, flags, mode)
 pub fn open(args: Args) -> SysResult {
     let path = uaccess::read_cstr(args.ptr(0), PATH_MAX)?;
-    let flags = args.int(1);
+    open_path(&path, args.int(1))
+}
+
+/// openat(dfd, filename, flags, mode): absolute paths, or relative to AT_FDCWD ("/",
+/// the only working directory here); relative to another fd is ENOTDIR (no directory
+/// can be opened). What C libraries call for `open()`.
+pub fn openat(args: Args) -> SysResult {
+    const AT_FDCWD: i32 = -100;
+    let path = uaccess::read_cstr(args.ptr(1), PATH_MAX)?;
+    if path.starts_with('/') {
+        return open_path(&path, args.int(2));
+    }
+    if args.fd(0) != AT_FDCWD {
+        file(args.fd(0))?; // EBADF first, as Linux
+        return Err(Errno::ENOTDIR);
+    }
+    open_path(&alloc::format!("/{path}"), args.int(2))
+}
+
+/// Open `path` with `flags` into the lowest free fd.
+fn open_path(path: &str, flags: i32) -> SysResult {
     let (readable, writable) = match flags & O_ACCMODE {
         O_RDONLY => (true, false),
         O_WRONLY => (false, true),
         O_RDWR => (true, true),
         _ => return Err(Errno::EINVAL),
     };
-    let kind = match path.as_str() {
+    let kind = match path {
         "/dev/console" => FileKind::Console,
         "/proc/ps" => FileKind::Snapshot(ps_text()),
         "/proc/self/ptes" => FileKind::Snapshot(crate::fs::procfs::page_states(&sched::current())),
         "/dev/hmm_dmirror0" => FileKind::Dmirror(crate::drivers::hmm::open(0)?),
         "/dev/hmm_dmirror1" => FileKind::Dmirror(crate::drivers::hmm::open(1)?),
-        _ => match crate::fs::initramfs::lookup(&path) {
+        _ => match crate::fs::initramfs::lookup(path) {
             Some(_) if writable => return Err(Errno::EROFS),
             Some(data) => FileKind::Initramfs { data },
             None if flags & O_CREAT != 0 => return Err(Errno::EROFS),
@@ -210,4 +230,60 @@ pub fn ioctl(args: Args) -> SysResult {
         }
         _ => Err(Errno::ENOTTY),
     }
+}
+
+/// fstat(fd, statbuf)
+pub fn fstat(args: Args) -> SysResult {
+    let st = file(args.fd(0))?.stat();
+    uaccess::write_bytes(args.ptr(1), &st.to_bytes())?;
+    Ok(0)
+}
+
+/// newfstatat(dfd, filename, statbuf, flag): absolute paths, and AT_EMPTY_PATH on an
+/// open fd (what C libraries use for fstat). A relative path is resolved against "/"
+/// when dfd is AT_FDCWD (the only directory a process can be in here).
+pub fn newfstatat(args: Args) -> SysResult {
+    const AT_FDCWD: i32 = -100;
+    const AT_SYMLINK_NOFOLLOW: i32 = 0x100;
+    const AT_NO_AUTOMOUNT: i32 = 0x800;
+    const AT_EMPTY_PATH: i32 = 0x1000;
+    let (dfd, flags) = (args.fd(0), args.int(3));
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = uaccess::read_cstr(args.ptr(1), PATH_MAX)?;
+    let st = if path.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        file(dfd)?.stat()
+    } else if path.starts_with('/') {
+        crate::fs::stat_path(&path)?
+    } else if dfd == AT_FDCWD {
+        crate::fs::stat_path(&alloc::format!("/{path}"))?
+    } else {
+        file(dfd)?; // EBADF first, as Linux
+        return Err(Errno::ENOTDIR);
+    };
+    uaccess::write_bytes(args.ptr(2), &st.to_bytes())?;
+    Ok(0)
+}
+
+/// readlink(path, buf, bufsiz): the one symbolic link, /proc/self/exe (the program's
+/// path). Another existing file is EINVAL (not a link), a missing one ENOENT. The
+/// result is not NUL-terminated and is cut at bufsiz, as Linux.
+pub fn readlink(args: Args) -> SysResult {
+    let path = uaccess::read_cstr(args.ptr(0), PATH_MAX)?;
+    let size = args.int(2);
+    if size <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    if path != "/proc/self/exe" {
+        crate::fs::stat_path(&path)?;
+        return Err(Errno::EINVAL);
+    }
+    let exe = sched::current().with(|p| p.exe.clone());
+    let n = exe.len().min(size as usize);
+    uaccess::write_bytes(args.ptr(1), &exe.as_bytes()[..n])?;
+    Ok(n as u64)
 }

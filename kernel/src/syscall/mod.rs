@@ -22,6 +22,7 @@
 //! - 1 `write(unsigned int fd, const char *buf, size_t count)`: fd
 //! - 2 `open(const char *filename, int flags, umode_t mode)`: flags (mode is unused)
 //! - 3 `close(unsigned int fd)`: fd
+//! - 5 `fstat(unsigned int fd, struct stat *statbuf)`: fd
 //! - 9 `mmap(unsigned long addr, unsigned long len, unsigned long prot, unsigned long
 //!   flags, unsigned long fd, unsigned long off)`: fd (Linux's `fget` takes an
 //!   `unsigned int`); unknown prot and flag bits, above 32 included, are ignored
@@ -46,6 +47,8 @@
 //! - 38 `setitimer(int which, struct __kernel_old_itimerval *value,
 //!   struct __kernel_old_itimerval *ovalue)`: which (ITIMER_REAL only)
 //! - 39 `getpid(void)`
+//! - 56 `clone(unsigned long clone_flags, unsigned long newsp, int *parent_tidptr,
+//!   int *child_tidptr, unsigned long tls)`: none (processes only: see `process::clone`)
 //! - 57 `fork(void)`
 //! - 59 `execve(const char *filename, const char *const *argv, const char *const *envp)`
 //! - 60 `exit(int error_code)`: error_code
@@ -54,6 +57,7 @@
 //! - 62 `kill(pid_t pid, int sig)`: pid, sig
 //! - 63 `newuname(struct new_utsname *name)`
 //! - 99 `sysinfo(struct sysinfo *info)`
+//! - 89 `readlink(const char *path, char *buf, int bufsiz)`: bufsiz
 //! - 109 `setpgid(pid_t pid, pid_t pgid)`: pid, pgid
 //! - 110 `getppid(void)`
 //! - 111 `getpgrp(void)`
@@ -65,10 +69,18 @@
 //!   cmd (arg is unused)
 //! - 186 `gettid(void)`
 //! - 200 `tkill(pid_t pid, int sig)`: pid, sig
-//! - 218 `set_tid_address(int *tidptr)` (tidptr is unused)
+//! - 218 `set_tid_address(int *tidptr)`
 //! - 228 `clock_gettime(clockid_t which_clock, struct __kernel_timespec *tp)`: which_clock
 //! - 231 `exit_group(int error_code)`: error_code
 //! - 234 `tgkill(pid_t tgid, pid_t pid, int sig)`: tgid, pid, sig
+//! - 257 `openat(int dfd, const char *filename, int flags, umode_t mode)`: dfd, flags
+//! - 262 `newfstatat(int dfd, const char *filename, struct stat *statbuf, int flag)`:
+//!   dfd, flag
+//! - 273 `set_robust_list(struct robust_list_head *head, size_t len)`
+//! - 302 `prlimit64(pid_t pid, unsigned int resource, const struct rlimit64 *new_rlim,
+//!   struct rlimit64 *old_rlim)`: pid, resource
+//! - 318 `getrandom(char *buf, size_t count, unsigned int flags)`: flags
+//! - 334 `rseq(...)` and 435 `clone3(...)`: ENOSYS on purpose (C libraries fall back)
 //!
 //! `pid_t` and `clockid_t` are `int`; pointers, `size_t` and `unsigned long` are all 64
 //! bits. The system call number itself is an `int` too: Linux's entry code uses eax only.
@@ -94,6 +106,7 @@ pub mod nr {
     pub const WRITE: u64 = 1;
     pub const OPEN: u64 = 2;
     pub const CLOSE: u64 = 3;
+    pub const FSTAT: u64 = 5;
     pub const MMAP: u64 = 9;
     pub const MPROTECT: u64 = 10;
     pub const MUNMAP: u64 = 11;
@@ -111,6 +124,7 @@ pub mod nr {
     pub const ALARM: u64 = 37;
     pub const SETITIMER: u64 = 38;
     pub const GETPID: u64 = 39;
+    pub const CLONE: u64 = 56;
     pub const FORK: u64 = 57;
     pub const EXECVE: u64 = 59;
     pub const EXIT: u64 = 60;
@@ -119,6 +133,7 @@ pub mod nr {
     pub const UNAME: u64 = 63;
     pub const SYSINFO: u64 = 99;
     pub const SETPGID: u64 = 109;
+    pub const READLINK: u64 = 89;
     pub const GETPPID: u64 = 110;
     pub const GETPGRP: u64 = 111;
     pub const SETSID: u64 = 112;
@@ -132,6 +147,13 @@ pub mod nr {
     pub const CLOCK_GETTIME: u64 = 228;
     pub const EXIT_GROUP: u64 = 231;
     pub const TGKILL: u64 = 234;
+    pub const OPENAT: u64 = 257;
+    pub const NEWFSTATAT: u64 = 262;
+    pub const SET_ROBUST_LIST: u64 = 273;
+    pub const PRLIMIT64: u64 = 302;
+    pub const GETRANDOM: u64 = 318;
+    pub const RSEQ: u64 = 334;
+    pub const CLONE3: u64 = 435;
 }
 
 /// What a syscall returns: a value for rax, or an errno.
@@ -202,6 +224,16 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::GETPID | nr::GETTID => process::getpid(),
         nr::GETPPID => process::getppid(),
         nr::FORK => process::fork(frame),
+        nr::CLONE => process::clone(frame, args),
+        nr::CLONE3 => Err(Errno::ENOSYS), // C libraries fall back to clone
+        nr::SET_ROBUST_LIST => process::set_robust_list(args),
+        nr::RSEQ => Err(Errno::ENOSYS), // C libraries run without it
+        nr::PRLIMIT64 => process::prlimit64(args),
+        nr::GETRANDOM => process::getrandom(args),
+        nr::FSTAT => files::fstat(args),
+        nr::NEWFSTATAT => files::newfstatat(args),
+        nr::OPENAT => files::openat(args),
+        nr::READLINK => files::readlink(args),
         nr::EXECVE => process::execve(frame, args),
         nr::EXIT | nr::EXIT_GROUP => process::exit(args),
         nr::WAIT4 => process::wait4(args),
@@ -224,7 +256,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::SYSINFO => process::sysinfo(args),
         nr::ARCH_PRCTL => process::arch_prctl(args),
         nr::REBOOT => process::reboot(args),
-        nr::SET_TID_ADDRESS => process::getpid(),
+        nr::SET_TID_ADDRESS => process::set_tid_address(args),
         nr::CLOCK_GETTIME => process::clock_gettime(args),
         _ => unknown(number),
     };

@@ -29,7 +29,127 @@ pub fn sched_yield() -> SysResult {
 
 /// fork(): the child returns 0 from the same syscall (see `proc::fork`).
 pub fn fork(frame: &TrapFrame) -> SysResult {
-    Ok(proc::fork(frame)? as u64)
+    Ok(proc::fork(frame, &proc::CloneOptions::default())? as u64)
+}
+
+/// clone(flags, newsp, parent_tid, child_tid, tls): a new *process* (glibc's `fork()`
+/// is `clone(CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD, 0, NULL, &tid)`).
+/// There are no threads yet: flags that share the address space, files or signal
+/// handlers, or set a TLS, are ENOSYS (said once on the console), so a thread library
+/// fails cleanly instead of getting a process that looks like a thread. The exit
+/// signal must be SIGCHLD (Linux allows others; only SIGCHLD is implemented).
+pub fn clone(frame: &TrapFrame, args: Args) -> SysResult {
+    const CSIGNAL: u64 = 0xff;
+    const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
+    const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
+    const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
+    let flags = args.ulong(0);
+    let handled = CSIGNAL | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID;
+    if flags & !handled != 0 {
+        log::warn!(
+            "pid {}: clone flags {:#x} need threads, which are not implemented: ENOSYS",
+            sched::current().pid,
+            flags & !handled
+        );
+        return Err(Errno::ENOSYS);
+    }
+    let exit_signal = (flags & CSIGNAL) as i32;
+    if exit_signal != proc::signal::SIGCHLD && exit_signal != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (newsp, parent_tid, child_tid) = (args.ptr(1), args.ptr(2), args.ptr(3));
+    let opts = proc::CloneOptions {
+        set_child_tid: (flags & CLONE_CHILD_SETTID != 0).then_some(child_tid),
+        clear_child_tid: (flags & CLONE_CHILD_CLEARTID != 0).then_some(child_tid),
+        set_parent_tid: (flags & CLONE_PARENT_SETTID != 0).then_some(parent_tid),
+        stack: (newsp != 0).then_some(newsp),
+    };
+    Ok(proc::fork(frame, &opts)? as u64)
+}
+
+/// set_tid_address(tidptr): remember where to write 0 at exit; returns the tid.
+pub fn set_tid_address(args: Args) -> SysResult {
+    let p = sched::current();
+    p.with(|i| i.tid_addrs.clear_child_tid = args.ptr(0));
+    Ok(u64::from(p.pid))
+}
+
+/// set_robust_list(head, len): remembered (the list matters only with threads that
+/// die holding a robust mutex); EINVAL if len is not the size Linux expects.
+pub fn set_robust_list(args: Args) -> SysResult {
+    const ROBUST_LIST_HEAD_SIZE: u64 = 24;
+    if args.ulong(1) != ROBUST_LIST_HEAD_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    sched::current().with(|i| i.tid_addrs.robust_list = args.ptr(0));
+    Ok(0)
+}
+
+/// prlimit64(pid, resource, new, old): the limits this kernel has, read-only. Setting a
+/// limit to the value it already has succeeds; any other change is EPERM (limits are
+/// not adjustable here).
+pub fn prlimit64(args: Args) -> SysResult {
+    let (pid, resource, new, old) = (args.int(0), args.uint(1), args.ptr(2), args.ptr(3));
+    let me = sched::current().pid;
+    if pid != 0 && pid as Pid != me {
+        proc::lookup(pid as Pid).ok_or(Errno::ESRCH)?;
+    }
+    let current = limit(resource)?;
+    if new != 0 {
+        let cur = uaccess::read_u64(new)?;
+        let max = uaccess::read_u64(new + 8)?;
+        if cur > max {
+            return Err(Errno::EINVAL);
+        }
+        if (cur, max) != current {
+            return Err(Errno::EPERM);
+        }
+    }
+    if old != 0 {
+        uaccess::write_u64s(old, &[current.0, current.1])?;
+    }
+    Ok(0)
+}
+
+/// (soft, hard) limit of `resource` (Linux RLIMIT_* numbers).
+fn limit(resource: u32) -> Result<(u64, u64), Errno> {
+    const RLIM_INFINITY: u64 = u64::MAX;
+    const RLIMIT_STACK: u32 = 3;
+    const RLIMIT_CORE: u32 = 4;
+    const RLIMIT_NOFILE: u32 = 7;
+    const RLIMIT_NLIMITS: u32 = 16;
+    match resource {
+        RLIMIT_STACK => Ok((proc::elf::STACK_SIZE, proc::elf::STACK_SIZE)),
+        RLIMIT_CORE => Ok((0, 0)),
+        RLIMIT_NOFILE => {
+            let n = crate::fs::MAX_FDS as u64;
+            Ok((n, n))
+        }
+        r if r < RLIMIT_NLIMITS => Ok((RLIM_INFINITY, RLIM_INFINITY)),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// getrandom(buf, len, flags): bytes from the CPU's RDRAND when it has one, else from
+/// a generator seeded by the TSC (not cryptographic: a teaching kernel's entropy).
+pub fn getrandom(args: Args) -> SysResult {
+    const GRND_NONBLOCK: u32 = 1;
+    const GRND_RANDOM: u32 = 2;
+    const GRND_INSECURE: u32 = 4;
+    let (buf, len, flags) = (args.ptr(0), args.ulong(1), args.uint(2));
+    if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = len.min(33_554_431) as usize; // Linux's per-call maximum
+    let mut done = 0;
+    let mut chunk = [0u8; 256];
+    while done < len {
+        let n = (len - done).min(chunk.len());
+        crate::arch::x86_64::rng::fill(&mut chunk[..n]);
+        uaccess::write_bytes(buf + done as u64, &chunk[..n])?;
+        done += n;
+    }
+    Ok(len as u64)
 }
 
 /// execve(path, argv, envp)

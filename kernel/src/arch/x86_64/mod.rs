@@ -6,6 +6,7 @@ pub mod gdt;
 pub mod idt;
 pub mod interrupts;
 pub mod qemu;
+pub mod rng;
 pub mod rtc;
 pub mod syscall;
 pub mod trap;
