@@ -4,6 +4,8 @@
 #   Rust : the user/ workspace (target x86_64-user.json), release  -> target/user/bin/NAME
 #   C    : each user/c/NAME.c, musl-gcc -static -O2 (one program per file)
 #                                                              -> target/user/bin/NAME
+#          and, if its source says `ktest: libc=musl,glibc`, gcc -static (glibc)
+#                                                              -> target/user/bin/NAME_glibc
 #   cpio : target/initramfs.cpio (newc): /init (the Rust shell) and /bin/NAME for every
 #          program above, written by the host tool in boot/ (`boot mkcpio`)
 #
@@ -42,6 +44,13 @@ if [ ${#c_files[@]} -gt 0 ]; then
         fi
         # shellcheck disable=SC2086 # USER_CFLAGS is a list of flags
         musl-gcc -static -O2 -Wall -I"$ROOT/user/c" ${USER_CFLAGS:-} -o "$BIN/$name" "$src"
+        # A program whose source says `ktest: libc=musl,glibc` is also built against glibc
+        # (as NAME_glibc): the two C libraries use the kernel differently (glibc's fork is
+        # clone, its start-up asks for more).
+        if grep -q 'ktest: libc=musl,glibc' "$src"; then
+            # shellcheck disable=SC2086
+            gcc -static -O2 -Wall -I"$ROOT/user/c" ${USER_CFLAGS:-} -o "$BIN/${name}_glibc" "$src"
+        fi
     done
 fi
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building, running and testing the kernel needs, and only what is missing.
 #
-#   Debian packages : qemu-system-x86 (QEMU), ovmf (UEFI firmware), musl-tools (musl-gcc)
+#   Debian packages : qemu-system-x86 (QEMU), ovmf (UEFI firmware), musl-tools (musl-gcc),
+#                     libc6-dev (static glibc), linux-libc-dev (UAPI headers), xz-utils
 #   rustup          : the nightly components rust-src and llvm-tools-preview
 #
 # Fast when everything is present (a few `command -v` / file checks). When it cannot
@@ -12,6 +13,11 @@ missing_pkgs=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing_pkgs+=(qemu-system-x86)
 [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || [ -f /usr/share/OVMF/OVMF_CODE.fd ] || missing_pkgs+=(ovmf)
 command -v musl-gcc >/dev/null 2>&1 || missing_pkgs+=(musl-tools)
+# glibc's static library (user programs built with glibc too) and the Linux UAPI headers
+# (Linux's own hmm-tests include <linux/types.h>).
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing_pkgs+=(libc6-dev)
+[ -f /usr/include/linux/types.h ] || missing_pkgs+=(linux-libc-dev)
+command -v xz >/dev/null 2>&1 || missing_pkgs+=(xz-utils)
 
 if [ ${#missing_pkgs[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${missing_pkgs[*]}"

@@ -1,6 +1,8 @@
 /*
  * t_abi: argument widths and error codes as Linux has them.
  *
+ * ktest: host (passes on Linux itself too)
+ *
  * Linux declares every system call with C types, and an argument declared `int` or
  * `unsigned int` (fds, flags, signal numbers, ioctl requests, wait options, advice, clock
  * ids, arch_prctl codes) is only the low 32 bits of its register: whatever the upper half

@@ -278,6 +278,11 @@ impl Signals {
         true
     }
 
+    /// The pending signals, blocked or not (`rt_sigpending`).
+    pub fn pending(&self) -> SigSet {
+        self.pending
+    }
+
     /// Whether a signal is pending that is not blocked (it interrupts sleeps).
     pub fn has_deliverable(&self) -> bool {
         self.pending.0 & !self.blocked.0 != 0
@@ -560,7 +565,7 @@ fn setup_frame(
 pub fn sigreturn(frame: &mut TrapFrame) {
     if restore_frame(frame).is_err() {
         force_sigsegv(format_args!(
-            "rt_sigreturn with an unreadable frame at rsp {:#x}",
+            "rt_sigreturn with an unreadable or forged frame at rsp {:#x}",
             frame.rsp
         ));
     }
@@ -573,6 +578,12 @@ fn restore_frame(frame: &mut TrapFrame) -> Result<(), Errno> {
     let get = |at: usize| u64::from_le_bytes(uc[at..at + 8].try_into().expect("8 bytes"));
     let m = layout::MCONTEXT;
     let g: [u64; 18] = core::array::from_fn(|i| get(m + i * 8));
+    // Linux ORs RPL 3 into the saved CS; any segment but the user code segment then
+    // fails at `iretq` and the process gets SIGSEGV. Refuse it here instead.
+    let cs = get(m + layout::CSGSFS) & 0xffff;
+    if cs | 3 != crate::arch::x86_64::trap::user_code_selector() {
+        return Err(Errno::EFAULT);
+    }
     let fpstate = get(m + layout::FPSTATE);
     if fpstate != 0 {
         let mut bytes = [0u8; 512];

@@ -64,6 +64,7 @@
 //! - 112 `setsid(void)`
 //! - 121 `getpgid(pid_t pid)`: pid
 //! - 124 `getsid(pid_t pid)`: pid
+//! - 127 `rt_sigpending(sigset_t *set, size_t sigsetsize)`
 //! - 158 `arch_prctl(int option, unsigned long arg2)`: option
 //! - 169 `reboot(int magic1, int magic2, unsigned int cmd, void *arg)`: magic1, magic2,
 //!   cmd (arg is unused)
@@ -71,6 +72,8 @@
 //! - 200 `tkill(pid_t pid, int sig)`: pid, sig
 //! - 218 `set_tid_address(int *tidptr)`
 //! - 228 `clock_gettime(clockid_t which_clock, struct __kernel_timespec *tp)`: which_clock
+//! - 230 `clock_nanosleep(clockid_t which_clock, int flags, const struct
+//!   __kernel_timespec *rqtp, struct __kernel_timespec *rmtp)`: which_clock, flags
 //! - 231 `exit_group(int error_code)`: error_code
 //! - 234 `tgkill(pid_t tgid, pid_t pid, int sig)`: tgid, pid, sig
 //! - 257 `openat(int dfd, const char *filename, int flags, umode_t mode)`: dfd, flags
@@ -137,6 +140,7 @@ pub mod nr {
     pub const GETPPID: u64 = 110;
     pub const GETPGRP: u64 = 111;
     pub const SETSID: u64 = 112;
+    pub const RT_SIGPENDING: u64 = 127;
     pub const GETPGID: u64 = 121;
     pub const GETSID: u64 = 124;
     pub const ARCH_PRCTL: u64 = 158;
@@ -145,6 +149,7 @@ pub mod nr {
     pub const TKILL: u64 = 200;
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const CLOCK_GETTIME: u64 = 228;
+    pub const CLOCK_NANOSLEEP: u64 = 230;
     pub const EXIT_GROUP: u64 = 231;
     pub const TGKILL: u64 = 234;
     pub const OPENAT: u64 = 257;
@@ -243,6 +248,8 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::RT_SIGACTION => signal::rt_sigaction(args),
         nr::RT_SIGPROCMASK => signal::rt_sigprocmask(args),
         nr::RT_SIGRETURN => signal::rt_sigreturn(frame),
+        nr::RT_SIGPENDING => signal::rt_sigpending(args),
+        nr::CLOCK_NANOSLEEP => process::clock_nanosleep(args),
         nr::ALARM => signal::alarm(args),
         nr::GETITIMER => signal::getitimer(args),
         nr::SETITIMER => signal::setitimer(args),

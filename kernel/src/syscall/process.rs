@@ -197,16 +197,45 @@ pub fn wait4(args: Args) -> SysResult {
 
 /// nanosleep(req, rem): sleeps at least the requested time, in timer ticks (1 ms).
 pub fn nanosleep(args: Args) -> SysResult {
-    let req = args.ptr(0);
-    let secs = uaccess::read_u64(req)?;
-    let nanos = uaccess::read_u64(req + 8)?;
+    let ns = read_timespec(args.ptr(0))?;
+    sleep_until(monotonic_ns().saturating_add(ns), args.ptr(1))
+}
+
+/// clock_nanosleep(clock, flags, req, rem): a relative sleep, or with TIMER_ABSTIME
+/// until `req` on that clock. (What glibc's `nanosleep` calls.)
+pub fn clock_nanosleep(args: Args) -> SysResult {
+    const TIMER_ABSTIME: i32 = 1;
+    let clock = args.int(0);
+    let now_on_clock = clock_now_ns(clock)?;
+    let ns = read_timespec(args.ptr(2))?;
+    let deadline = if args.int(1) & TIMER_ABSTIME != 0 {
+        // An absolute time on `clock`, as a point on the monotonic clock.
+        monotonic_ns().saturating_add(ns.saturating_sub(now_on_clock))
+    } else {
+        monotonic_ns().saturating_add(ns)
+    };
+    let rem = if args.int(1) & TIMER_ABSTIME != 0 {
+        0
+    } else {
+        args.ptr(3)
+    };
+    sleep_until(deadline, rem)
+}
+
+/// A `struct timespec` in nanoseconds; EINVAL if negative or tv_nsec out of range.
+fn read_timespec(at: u64) -> Result<u64, Errno> {
+    let secs = uaccess::read_u64(at)?;
+    let nanos = uaccess::read_u64(at + 8)?;
     if nanos >= 1_000_000_000 || (secs as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    let ns = secs.saturating_mul(1_000_000_000).saturating_add(nanos);
-    // Sleep in timer ticks until the monotonic clock (the TSC) says enough time has
-    // passed: the first tick may be partly gone already, so never return early.
-    let deadline = monotonic_ns().saturating_add(ns);
+    Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+}
+
+/// Sleep in timer ticks until the monotonic clock (the TSC) reaches `deadline` (never
+/// early: the first tick may be partly gone already). A signal to handle ends it with
+/// EINTR and the time left in `rem` (if not 0), as Linux's nanosleep.
+fn sleep_until(deadline: u64, rem: u64) -> SysResult {
     loop {
         let now = monotonic_ns();
         if now >= deadline {
@@ -215,8 +244,10 @@ pub fn nanosleep(args: Args) -> SysResult {
         let ticks = (deadline - now).div_ceil(1_000_000_000 / interrupts::TIMER_HZ);
         sched::sleep_ticks(ticks);
         if crate::proc::signal::pending_for_current() {
-            // Linux restarts nanosleep only through restart_syscall with the time left;
-            // here a handler sees EINTR, and without one the sleep simply ends early.
+            if rem != 0 {
+                let left = deadline.saturating_sub(monotonic_ns());
+                uaccess::write_u64s(rem, &[left / 1_000_000_000, left % 1_000_000_000])?;
+            }
             return Err(Errno::EINTR);
         }
     }
@@ -232,6 +263,13 @@ static REALTIME_OFFSET: Once<u64> = Once::new();
 
 /// clock_gettime(clock, tp): REALTIME and the MONOTONIC family.
 pub fn clock_gettime(args: Args) -> SysResult {
+    let ns = clock_now_ns(args.int(0))?;
+    uaccess::write_u64s(args.ptr(1), &[ns / 1_000_000_000, ns % 1_000_000_000])?;
+    Ok(0)
+}
+
+/// The time on `clock` in nanoseconds: REALTIME and the MONOTONIC family; EINVAL else.
+fn clock_now_ns(clock: i32) -> Result<u64, Errno> {
     const REALTIME: i32 = 0;
     const MONOTONIC: i32 = 1;
     const MONOTONIC_RAW: i32 = 4;
@@ -239,18 +277,16 @@ pub fn clock_gettime(args: Args) -> SysResult {
     const MONOTONIC_COARSE: i32 = 6;
     const BOOTTIME: i32 = 7;
     let now = monotonic_ns();
-    let ns = match args.int(0) {
-        MONOTONIC | MONOTONIC_RAW | MONOTONIC_COARSE | BOOTTIME => now,
+    match clock {
+        MONOTONIC | MONOTONIC_RAW | MONOTONIC_COARSE | BOOTTIME => Ok(now),
         REALTIME | REALTIME_COARSE => {
             let offset = *REALTIME_OFFSET.call_once(|| {
                 (crate::arch::x86_64::rtc::unix_time() * 1_000_000_000).saturating_sub(now)
             });
-            offset + now
+            Ok(offset + now)
         }
-        _ => return Err(Errno::EINVAL),
-    };
-    uaccess::write_u64s(args.ptr(1), &[ns / 1_000_000_000, ns % 1_000_000_000])?;
-    Ok(0)
+        _ => Err(Errno::EINVAL),
+    }
 }
 
 /// arch_prctl(code, addr): ARCH_SET_FS / ARCH_GET_FS (thread-local storage base).

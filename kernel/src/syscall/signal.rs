@@ -90,6 +90,16 @@ pub fn rt_sigprocmask(args: Args) -> SysResult {
     Ok(0)
 }
 
+/// rt_sigpending(set, sigsetsize): the pending signals (blocked ones included).
+pub fn rt_sigpending(args: Args) -> SysResult {
+    if args.ulong(1) != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let pending = sched::current().with(|i| i.signals.pending());
+    uaccess::write_u64s(args.ptr(0), &[pending.0])?;
+    Ok(0)
+}
+
 /// rt_sigreturn(): the registers come back from the signal frame; rax is the
 /// interrupted code's.
 pub fn rt_sigreturn(frame: &mut TrapFrame) -> SysResult {

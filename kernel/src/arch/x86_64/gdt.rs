@@ -77,10 +77,17 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-static GDT: Lazy<(GlobalDescriptorTable, Selectors)> = Lazy::new(|| {
-    let mut gdt = GlobalDescriptorTable::new();
+static GDT: Lazy<(GlobalDescriptorTable<10>, Selectors)> = Lazy::new(|| {
+    // Linux's layout (arch/x86/include/asm/segment.h), so user code sees the same
+    // selectors as on Linux (CS 0x33, SS 0x2b, e.g. in a signal frame's sigcontext):
+    // 0x08 32-bit kernel code (unused), 0x10 kernel code, 0x18 kernel data, 0x23 32-bit
+    // user code (unused; a data descriptor holds its place), 0x2b user data, 0x33 user
+    // code. STAR needs user data right below user code, as sysret would.
+    let mut gdt = GlobalDescriptorTable::<10>::empty();
+    let _kernel32_code = gdt.append(Descriptor::kernel_data_segment());
     let kernel_code = gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+    let _user32_code = gdt.append(Descriptor::user_data_segment());
     let user_data = gdt.append(Descriptor::user_data_segment());
     let user_code = gdt.append(Descriptor::user_code_segment());
     // SAFETY: the TSS is a static that lives forever and is only modified through

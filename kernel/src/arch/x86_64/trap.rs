@@ -295,6 +295,11 @@ impl fmt::Display for Dump<'_> {
     }
 }
 
+/// The user code selector (what `rt_sigreturn` accepts as the saved CS).
+pub fn user_code_selector() -> u64 {
+    USER_CS_SELECTOR.load(Ordering::Relaxed)
+}
+
 /// Remember the user selectors for the entry code and `new_user` frames.
 pub fn init(user_cs: u16, user_ss: u16) {
     USER_CS_SELECTOR.store(u64::from(user_cs), Ordering::Relaxed);
