@@ -5,7 +5,8 @@
 #   host : cargo test of devices/ (the device model) and boot/ (the runner), and the user
 #          programs run on Linux itself (they are ordinary static Linux executables)
 #   qemu : cargo test of the kernel (its in-kernel unit tests and every tests/*.rs kernel),
-#          then every user test program (target/user/bin/t_*) as /init of its own boot
+#          then every user test program (target/user/bin/t_*) as /init of its own boot,
+#          then Linux's own hmm-tests.c (musl and glibc builds) as /init
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -32,6 +33,8 @@ step "host: user programs on Linux" bash user/host-test.sh
 step "qemu: kernel test kernels" cargo test --no-fail-fast
 # Every user test program as /init of its own boot (exit status + leak check).
 step "qemu: user test programs" bash scripts/user-tests.sh
+# Linux's own hmm-tests, unmodified, with musl and glibc (fetches linux-source-6.12).
+step "qemu: Linux hmm-tests" bash scripts/hmm-tests.sh
 
 echo
 echo "=== summary ==="
