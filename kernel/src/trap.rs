@@ -20,7 +20,9 @@
 use x86_64::instructions::interrupts;
 use x86_64::structures::idt::PageFaultErrorCode;
 
-use crate::arch::x86_64::trap::{self as arch_trap, Handlers, TrapEvent, TrapFrame};
+use crate::arch::x86_64::trap::{
+    self as arch_trap, Handlers, InterruptsWere, TrapEvent, TrapFrame,
+};
 use crate::mm::page_table::USER_END;
 use crate::proc::{self, sched, signal, ExitStatus};
 use crate::vm::{self, Access, FaultOutcome, Privilege};
@@ -30,8 +32,38 @@ pub fn init() {
     arch_trap::set_handlers(Handlers {
         user_trap,
         timer_tick: sched::on_tick,
+        kernel_page_fault,
         user_end: USER_END,
     });
+}
+
+/// A page fault in kernel mode: only a user-half address of the current address space
+/// can be fixed (demand-zero, copy-on-write, exclusive restore), for kernel code that
+/// touches user memory directly (test kernels, the benchmark; system calls use the
+/// checked copies of `uaccess`, which never fault). Anything else is a kernel bug.
+fn kernel_page_fault(addr: u64, code: PageFaultErrorCode, irq: InterruptsWere) -> bool {
+    if code.contains(PageFaultErrorCode::MALFORMED_TABLE) {
+        return false;
+    }
+    let Ok(va) = x86_64::VirtAddr::try_new(addr) else {
+        return false;
+    };
+    let access = if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
+        Access::Execute
+    } else if code.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
+        Access::Write
+    } else {
+        Access::Read
+    };
+    if irq == InterruptsWere::On {
+        interrupts::enable();
+    }
+    let fixed = matches!(
+        vm::page_fault(va, access, Privilege::Kernel),
+        FaultOutcome::Fixed(_)
+    );
+    interrupts::disable();
+    fixed
 }
 
 /// An event from ring 3 (interrupts off on entry). Handle it, then go back through

@@ -137,6 +137,14 @@ impl TrapFrame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadUserFrame;
 
+/// Whether the interrupted code ran with interrupts enabled (a handler may enable
+/// them, and so sleep, only then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptsWere {
+    On,
+    Off,
+}
+
 /// What happened, decoded. Arch reports; the upper layers decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrapEvent {
@@ -157,6 +165,10 @@ pub struct Handlers {
     pub user_trap: fn(&mut TrapFrame, TrapEvent),
     /// Every timer tick, from user or kernel mode, with interrupts off: wake sleepers.
     pub timer_tick: fn(u64),
+    /// A page fault in kernel mode (address, error bits, whether the interrupted code
+    /// had interrupts on): `true` if the upper layer fixed it (the kernel touched user
+    /// memory directly, as test kernels and the benchmark do); `false` is a kernel bug.
+    pub kernel_page_fault: fn(u64, PageFaultErrorCode, InterruptsWere) -> bool,
     /// The lower-half limit for `sanitize_for_user`.
     pub user_end: u64,
 }
@@ -219,6 +231,15 @@ fn kernel_trap(frame: &TrapFrame, event: TrapEvent) {
         TrapEvent::Exception { vector: 3, .. } => {
             log::info!("breakpoint (int3) at rip={:#x}; continuing", frame.rip);
         }
+        TrapEvent::PageFault { addr, code }
+            if HANDLERS.get().is_some_and(|h| {
+                let irq = if frame.rflags & RFlags::INTERRUPT_FLAG.bits() != 0 {
+                    InterruptsWere::On
+                } else {
+                    InterruptsWere::Off
+                };
+                (h.kernel_page_fault)(addr, code, irq)
+            }) => {}
         TrapEvent::PageFault { addr, code } => panic!(
             "EXCEPTION page fault (#PF) in the kernel, error code {:#x}\n  cr2={addr:#018x} ({})\n{}",
             frame.error_code,
