@@ -3,7 +3,7 @@
 //! There is no real filesystem: `open` finds a path in the initramfs, or one of the
 //! device nodes. A [`File`] is shared (`Arc`) between the file tables of processes that
 //! inherited it by `fork`, so they share its offset, as on Linux.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod initramfs;
 pub mod procfs;

@@ -318,6 +318,37 @@ impl Frame {
         unsafe { core::ptr::write_bytes(self.as_mut_ptr(), 0, PAGE_SIZE as usize) };
     }
 
+    /// Copy `buf.len()` bytes from offset `offset` of this frame into `buf` (panics if
+    /// the range leaves the frame: a caller bug). Bytes the CPU or a device writes
+    /// concurrently may be torn, never unsafe: the frame is plain RAM we hold.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) {
+        assert!(
+            offset + buf.len() <= PAGE_SIZE as usize,
+            "Frame::read_at: beyond the frame"
+        );
+        // SAFETY: we hold a reference, so the frame is allocated RAM mapped by the
+        // window; [offset, offset + len) lies inside it (checked above).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.as_mut_ptr().add(offset),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+    }
+
+    /// Copy `data` into this frame at offset `offset` (panics if it leaves the frame).
+    pub fn write_at(&self, offset: usize, data: &[u8]) {
+        assert!(
+            offset + data.len() <= PAGE_SIZE as usize,
+            "Frame::write_at: beyond the frame"
+        );
+        // SAFETY: as in `read_at`; `data` is kernel memory, not this frame.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), self.as_mut_ptr().add(offset), data.len())
+        };
+    }
+
     /// Copy the whole contents of `src` into this frame.
     pub fn copy_from(&self, src: &Frame) {
         // SAFETY: both frames are allocated RAM reached through the window; distinct
@@ -363,6 +394,29 @@ impl Frame {
         let pfn = (frame.start_address().as_u64() / PAGE_SIZE) as Pfn;
         debug_assert!(table().meta[pfn as usize].refcount() > 0);
         Frame { pfn }
+    }
+
+    /// A new reference to `frame` if it is in use (refcount > 0), `None` if it is free
+    /// (Linux `folio_try_get`). Safe: the reference count goes up only from a non-zero
+    /// value, so a free frame is never resurrected, and while the returned handle lives
+    /// the frame stays allocated. The safe way to keep the frame of a page-table entry
+    /// alive beyond the entry.
+    pub fn try_get(frame: PhysFrame) -> Option<Frame> {
+        let pfn = Pfn::try_from(frame.start_address().as_u64() / PAGE_SIZE).ok()?;
+        let meta = table().meta.get(pfn as usize)?;
+        let mut n = meta.refcount.load(Ordering::Acquire);
+        loop {
+            if n == 0 {
+                return None;
+            }
+            match meta
+                .refcount
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(Frame { pfn }),
+                Err(now) => n = now,
+            }
+        }
     }
 
     /// A new reference to a frame that some page-table entry maps (and so holds

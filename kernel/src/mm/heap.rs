@@ -75,3 +75,35 @@ pub fn usage() -> (usize, usize) {
         (heap.used(), heap.free())
     })
 }
+
+/// A heap copy of some bytes that starts 8-byte aligned (parsers such as xmas-elf read
+/// headers in place and need that; cpio `newc` aligns file data to 4 bytes only).
+pub struct AlignedBytes {
+    words: alloc::vec::Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// Copy `data`; `None` if the heap cannot hold it.
+    pub fn copy_from(data: &[u8]) -> Option<AlignedBytes> {
+        let mut words = alloc::vec::Vec::new();
+        words.try_reserve_exact(data.len().div_ceil(8)).ok()?;
+        words.extend(data.chunks(8).map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        }));
+        Some(AlignedBytes {
+            words,
+            len: data.len(),
+        })
+    }
+
+    /// The bytes, in their original order, 8-byte aligned.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: u64 has no padding and every byte pattern is a valid u8; u8 needs no
+        // alignment; the words hold at least `len` bytes (little-endian, so in the
+        // original order), borrowed for as long as `self` is.
+        unsafe { core::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+}

@@ -5,11 +5,16 @@
 //! stack pages, with the page below them left unmapped, so an overflow faults (and ends
 //! in the double-fault handler on its IST stack) instead of silently overwriting the
 //! neighbouring stack.
-#![deny(unsafe_code)]
+//!
+//! A stack is handed out together with its first [`Context`] (`new_user`,
+//! `new_kernel_thread`), the only two `unsafe` blocks here: preparing a context is
+//! sound exactly when the stack is fresh and stays mapped, which this module knows.
 
 use spin::{Lazy, Mutex};
 
 use super::gather::{Gather, NoDevices};
+use crate::arch::x86_64::context::{self, Context};
+use crate::arch::x86_64::trap::TrapFrame;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
@@ -98,6 +103,27 @@ impl KernelStack {
             }
             Ok(KernelStack { slot })
         })
+    }
+
+    /// A new stack, prepared so that switching to the returned context enters ring 3
+    /// with the registers of `frame` (a new or forked process).
+    pub fn new_user(frame: &TrapFrame) -> Result<(KernelStack, Context), KstackError> {
+        let stack = KernelStack::new()?;
+        // SAFETY: the stack was just mapped and nothing else uses it; the KernelStack
+        // returned with the context keeps it mapped (the caller keeps both together).
+        let context = unsafe { context::prepare_user(stack.top(), frame) };
+        Ok((stack, context))
+    }
+
+    /// A new stack, prepared so that switching to the returned context runs `entry` (a
+    /// kernel thread).
+    pub fn new_kernel_thread(
+        entry: extern "C" fn() -> !,
+    ) -> Result<(KernelStack, Context), KstackError> {
+        let stack = KernelStack::new()?;
+        // SAFETY: as in `new_user`.
+        let context = unsafe { context::prepare_kernel_thread(stack.top(), entry) };
+        Ok((stack, context))
     }
 
     /// [bottom, top) of the stack pages of `slot`.

@@ -184,6 +184,15 @@ impl PageTable {
         Cr3::read().0 == self.root()
     }
 
+    /// A reference to this tree's root frame, for [`load_root`] (the kernel's own table
+    /// has none: use `load_root(None)`).
+    pub fn root_ref(&self) -> Option<RootRef> {
+        match &self.root {
+            Root::Owned(frame) => Some(RootRef(frame.clone())),
+            Root::Kernel(_) => None,
+        }
+    }
+
     /// Switch the CPU to this tree.
     ///
     /// # Safety
@@ -374,6 +383,32 @@ impl Drop for PageTable {
             root.meta().clear_flags(FrameFlags::PAGE_TABLE);
         }
     }
+}
+
+/// The root frame of an address space's page table, held referenced: while a `RootRef`
+/// lives the frame stays allocated, so CR3 may point at it. Even after its `PageTable`
+/// is dropped the frame is harmless to translate through: the drop empties only the
+/// lower half, and the upper half (the kernel's, shared by every table) stays.
+pub struct RootRef(Frame);
+
+impl RootRef {
+    /// The physical frame.
+    pub fn phys_frame(&self) -> PhysFrame {
+        self.0.phys_frame()
+    }
+}
+
+/// The one place that writes CR3: switch the CPU to `root`, or to the kernel's own
+/// table (`None`). Safe: a `RootRef` keeps its frame alive (see there), and every root
+/// maps the kernel half, where all kernel code, stacks and data live.
+pub fn load_root(root: Option<&RootRef>) {
+    let frame = match root {
+        Some(r) => r.phys_frame(),
+        None => *KERNEL_ROOT.get().expect("load_root before mm::init"),
+    };
+    // SAFETY: `frame` is a live level-4 table (held by the RootRef, or the kernel's,
+    // which is never freed) whose upper half maps the whole kernel.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) };
 }
 
 /// Give back what a leaf entry owned: its mapcount and its frame reference.

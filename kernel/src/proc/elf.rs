@@ -15,6 +15,7 @@ use xmas_elf::program::Type as PhType;
 use xmas_elf::ElfFile;
 
 use super::Brk;
+use crate::mm::heap::AlignedBytes;
 use crate::mm::PAGE_SIZE;
 use crate::syscall::errno::Errno;
 use crate::vm::{AddressSpace, Placement, Prot, Sharing};
@@ -53,22 +54,12 @@ pub struct Image {
 pub fn load(data: &[u8], argv: &[&str], envp: &[&str]) -> Result<Image, Errno> {
     // xmas-elf reads the headers in place and needs them 8-byte aligned; cpio `newc`
     // only aligns file data to 4 bytes. Copy the file into an aligned buffer if needed.
-    let aligned: Vec<u64>;
+    let aligned;
     let data: &[u8] = if data.as_ptr().align_offset(8) == 0 {
         data
     } else {
-        let mut words = Vec::new();
-        words
-            .try_reserve_exact(data.len().div_ceil(8))
-            .map_err(|_| Errno::ENOMEM)?;
-        words.extend(data.chunks(8).map(|c| {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            u64::from_le_bytes(w)
-        }));
-        aligned = words;
-        let bytes: &[u8] = bytemuck_bytes(&aligned);
-        &bytes[..data.len()]
+        aligned = AlignedBytes::copy_from(data).ok_or(Errno::ENOMEM)?;
+        aligned.as_bytes()
     };
     let elf = ElfFile::new(data).map_err(|_| Errno::ENOEXEC)?;
     let h = &elf.header;
@@ -191,14 +182,6 @@ pub fn load(data: &[u8], argv: &[&str], envp: &[&str]) -> Result<Image, Errno> {
             current: image_end,
         },
     })
-}
-
-/// The bytes of a slice of words (little-endian, so in file order).
-fn bytemuck_bytes(words: &[u64]) -> &[u8] {
-    // SAFETY: u64 has no padding and every byte pattern is a valid u8; u8 needs no
-    // alignment; the byte length covers exactly the words' memory, borrowed for as long
-    // as `words` is.
-    unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 8) }
 }
 
 /// Write the initial stack; returns the stack pointer (pointing at argc).

@@ -4,6 +4,7 @@
 //! file table and FS base. Processes form a tree (parent pid); when a parent exits, its
 //! children are re-parented to init (pid 1), which reaps them. Linux: `kernel/fork.c`,
 //! `kernel/exit.c`, `fs/exec.c`.
+#![forbid(unsafe_code)]
 
 pub mod elf;
 pub mod sched;
@@ -13,11 +14,11 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use x86_64::instructions::interrupts;
 use x86_64::VirtAddr;
 
-use crate::arch::x86_64::context;
+use crate::arch::x86_64::context::Context;
 use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::qemu::{self, ExitCode};
 use crate::arch::x86_64::trap::TrapFrame;
@@ -134,8 +135,8 @@ pub struct CloneOptions {
 pub struct Process {
     pub pid: Pid,
     pub kstack: KernelStack,
-    /// Kernel stack pointer saved while the process is not running.
-    saved_rsp: AtomicU64,
+    /// Its kernel context while it is not running.
+    pub(super) context: Context,
     /// The user's x87/SSE registers while the process is off the CPU.
     pub fpu: SpinLock<FpuState>,
     /// Set by `kill(SIGKILL)`; the process exits the next time it would return to user
@@ -151,14 +152,14 @@ impl Process {
     fn new(
         pid: Pid,
         kstack: KernelStack,
-        rsp: u64,
+        context: Context,
         fpu: FpuState,
         inner: ProcInner,
     ) -> Arc<Process> {
         Arc::new_cyclic(|this| Process {
             pid,
             kstack,
-            saved_rsp: AtomicU64::new(rsp),
+            context,
             fpu: SpinLock::new("fpu state", fpu),
             killed: AtomicBool::new(false),
             inner: SpinLock::new("process", inner),
@@ -239,14 +240,12 @@ static KTHREADS: SpinLock<Vec<Arc<Process>>> = SpinLock::new("kernel threads", V
 /// every kernel code here it is not preempted and gives the CPU away by sleeping or
 /// yielding. Used by the accelerator's engine.
 pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Arc<Process>, Errno> {
-    let kstack = KernelStack::new().map_err(kstack_error)?;
-    // SAFETY: the stack was just mapped and is used by nothing else.
-    let rsp = unsafe { context::prepare_kernel_thread_stack(kstack.top(), entry) };
+    let (kstack, context) = KernelStack::new_kernel_thread(entry).map_err(kstack_error)?;
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let p = Process::new(
         pid,
         kstack,
-        rsp,
+        context,
         FpuState::default(),
         ProcInner {
             state: State::Runnable,
@@ -274,15 +273,13 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
     let data = crate::fs::initramfs::lookup(path).ok_or(Errno::ENOENT)?;
     let env = ["HOME=/", "PATH=/bin", "TERM=vt100"];
     let image = elf::load(data, argv, &env)?;
-    let kstack = KernelStack::new().map_err(kstack_error)?;
     let frame = TrapFrame::new_user(image.entry, image.stack_pointer);
-    // SAFETY: the stack was just mapped and is used by nothing else.
-    let rsp = unsafe { context::prepare_new_stack(kstack.top(), &frame) };
+    let (kstack, context) = KernelStack::new_user(&frame).map_err(kstack_error)?;
     let pid = 1;
     start(Process::new(
         pid,
         kstack,
-        rsp,
+        context,
         FpuState::default(),
         ProcInner {
             state: State::Runnable,
@@ -315,15 +312,13 @@ pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
     if table(|t| t.len()) >= MAX_PROCS {
         return Err(Errno::EAGAIN);
     }
-    let kstack = KernelStack::new().map_err(kstack_error)?;
-    let aspace = parent.aspace().fork()?;
     let mut child_frame = *frame;
     child_frame.rax = 0;
     if let Some(sp) = opts.stack {
         child_frame.rsp = sp;
     }
-    // SAFETY: the stack was just mapped and is used by nothing else.
-    let rsp = unsafe { context::prepare_new_stack(kstack.top(), &child_frame) };
+    let (kstack, context) = KernelStack::new_user(&child_frame).map_err(kstack_error)?;
+    let aspace = parent.aspace().fork()?;
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     // As Linux, a tid that cannot be stored is not an error of clone.
     if let Some(at) = opts.set_child_tid {
@@ -356,7 +351,7 @@ pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
     start(Process::new(
         pid,
         kstack,
-        rsp,
+        context,
         fpu,
         ProcInner {
             state: State::Runnable,

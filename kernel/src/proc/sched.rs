@@ -20,7 +20,8 @@ use x86_64::registers::model_specific::FsBase;
 use x86_64::VirtAddr;
 
 use super::{Process, State};
-use crate::arch::x86_64::{context, trap};
+use crate::arch::x86_64::context::{self, Context};
+use crate::arch::x86_64::trap;
 use crate::sync::{self, SpinLock};
 
 /// Timer ticks a process may run in user mode before it is preempted (10 ms).
@@ -30,8 +31,8 @@ static RUN_QUEUE: SpinLock<VecDeque<Arc<Process>>> = SpinLock::new("run queue", 
 static CURRENT: SpinLock<Option<Arc<Process>>> = SpinLock::new("current process", None);
 /// Processes sleeping until a tick: (deadline, process).
 static SLEEPERS: SpinLock<Vec<(u64, Arc<Process>)>> = SpinLock::new("sleepers", Vec::new());
-/// The scheduler loop's saved stack pointer while a process runs.
-static SCHEDULER_RSP: AtomicU64 = AtomicU64::new(0);
+/// The scheduler loop's context (on the boot stack) while a process runs.
+static SCHEDULER: Context = Context::empty();
 /// Tick at which the running process started its slice.
 static SLICE_START: AtomicU64 = AtomicU64::new(0);
 
@@ -135,11 +136,10 @@ pub fn run() -> ! {
         FsBase::write(VirtAddr::new(fs_base));
         p.fpu.lock().restore();
         SLICE_START.store(crate::arch::x86_64::interrupts::ticks(), Ordering::Relaxed);
-        let load = p.saved_rsp.load(Ordering::Relaxed);
-        locked(&CURRENT, |c| *c = Some(p));
-        // SAFETY: interrupts are off; `load` was saved by switch_context or made by
-        // prepare_new_stack on the process's kernel stack, which CURRENT keeps alive.
-        unsafe { context::switch_context(SCHEDULER_RSP.as_ptr(), load) };
+        locked(&CURRENT, |c| *c = Some(p.clone()));
+        // CURRENT keeps the process (and so its stack and context) alive meanwhile.
+        context::switch(&SCHEDULER, &p.context);
+        drop(p);
         // The process gave the CPU back (yield, sleep or exit).
         let prev = locked(&CURRENT, |c| c.take());
         drop(prev);
@@ -154,11 +154,8 @@ pub fn run() -> ! {
 fn switch_to_scheduler(p: &Process) {
     p.with(|inner| inner.fs_base = FsBase::read().as_u64());
     p.fpu.lock().save();
-    let save = p.saved_rsp.as_ptr();
-    // SAFETY: interrupts are off; SCHEDULER_RSP was saved by the loop in `run`, whose
-    // stack (the boot stack) is always mapped; `save` lives in the process, which
-    // CURRENT keeps alive until the loop takes it back.
-    unsafe { context::switch_context(save, SCHEDULER_RSP.load(Ordering::Relaxed)) };
+    // The process lives in CURRENT until the loop takes it back.
+    context::switch(&p.context, &SCHEDULER);
 }
 
 /// Let another process run; this one stays runnable.
@@ -256,11 +253,8 @@ pub fn queued() -> usize {
 /// Switch away for good: used by exit after the process became a zombie.
 pub(super) fn leave_forever(p: Arc<Process>) -> ! {
     interrupts::disable();
-    // Drop our reference first: CURRENT still holds one until the loop takes it.
-    let raw: *const Process = Arc::as_ptr(&p);
+    // Drop our reference: nothing of this stack runs again (CURRENT still holds the
+    // process until the loop takes it out).
     drop(p);
-    // SAFETY: CURRENT holds a reference, so the process is alive until the scheduler
-    // loop (running after this switch) takes it out of CURRENT.
-    switch_to_scheduler(unsafe { &*raw });
-    unreachable!("sched::leave_forever: a zombie was scheduled again");
+    context::switch_final(&SCHEDULER)
 }

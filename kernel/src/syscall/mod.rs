@@ -89,7 +89,7 @@
 //! bits. The system call number itself is an `int` too: Linux's entry code uses eax only.
 //! An fd is 32 bits whether declared `int` or `unsigned int`; a negative one (as `int`)
 //! is EBADF, as a too large `unsigned int` is on Linux.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod errno;
 mod files;

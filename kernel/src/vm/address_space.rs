@@ -15,7 +15,7 @@ use super::notifier::{Invalidation, MmuNotifier, NotifyEvent, Owner, Subscribers
 use super::vma::{Prot, Sharing, SplitFor, Vma, VmaList};
 use crate::mm::frame::{self, Frame, FrameFlags};
 use crate::mm::gather::Gather;
-use crate::mm::page_table::{PageTable, USER_END};
+use crate::mm::page_table::{PageTable, RootRef, USER_END};
 use crate::mm::pte::Pte;
 use crate::mm::{MmError, PAGE_SIZE};
 use crate::sync::{Killed, Mutex};
@@ -176,16 +176,18 @@ impl From<MmError> for FixError {
 pub struct AddressSpace {
     pub(super) inner: Mutex<Inner>,
     pub(super) subscribers: Subscribers,
-    /// The root table's frame (it never changes; read without the lock, e.g. by the
-    /// scheduler loop, which cannot sleep).
-    root: PhysFrame,
+    /// The root table's frame, referenced (it never changes; read without the lock,
+    /// e.g. by the scheduler loop, which cannot sleep).
+    root: RootRef,
 }
 
 impl AddressSpace {
     /// An empty address space (its page table shares the kernel's upper half).
     pub fn new() -> Result<Arc<AddressSpace>, MmError> {
         let table = PageTable::new()?;
-        let root = table.root();
+        let root = table
+            .root_ref()
+            .expect("a new address space's table owns its root");
         let aspace = AddressSpace {
             inner: Mutex::new(
                 "address space",
@@ -231,8 +233,8 @@ impl AddressSpace {
     }
 
     /// The root page table frame (for CR3).
-    pub(super) fn root(&self) -> PhysFrame {
-        self.root
+    pub(super) fn root(&self) -> &RootRef {
+        &self.root
     }
 
     /// Map `len` bytes of zero-filled anonymous memory (Linux `do_mmap` with
@@ -360,8 +362,7 @@ impl AddressSpace {
             Err(FixError::Mm(MmError::NoMemory)) => FaultOutcome::OutOfMemory,
             Err(FixError::Mm(e)) => panic!("handle_fault: unexpected {e:?} at {addr:?}"),
             Err(FixError::Exclusive(frame)) => {
-                // SAFETY: the entry holds a reference and we hold the lock.
-                let reference = unsafe { Frame::get_ref(frame) };
+                let reference = mapped(frame);
                 drop(guard);
                 match self.restore_exclusive(page, reference) {
                     Ok(fix) => FaultOutcome::Fixed(fix),
@@ -376,33 +377,28 @@ impl AddressSpace {
     /// path as a CPU fault (demand-zero, device-exclusive restore); an address outside
     /// every VMA, or one without read permission, is `BadAddress` (-EFAULT).
     pub fn copy_from_user(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), MmError> {
-        self.access_user(va, buf.len(), Access::Read, |src, at, n| {
-            // SAFETY: `src` points at `n` bytes of a present user frame in the window.
-            let bytes = unsafe { core::slice::from_raw_parts(src, n) };
-            buf[at..at + n].copy_from_slice(bytes);
+        self.access_user(va, buf.len(), Access::Read, |frame, offset, at, n| {
+            frame.read_at(offset, &mut buf[at..at + n]);
         })
     }
 
     /// Copy `data` into user memory at `va` (Linux `copy_to_user`): like
     /// [`AddressSpace::copy_from_user`], and a write breaks copy-on-write first.
     pub fn copy_to_user(&self, va: VirtAddr, data: &[u8]) -> Result<(), MmError> {
-        self.access_user(va, data.len(), Access::Write, |dst, at, n| {
-            // SAFETY: `dst` points at `n` bytes of a present, writable, private user
-            // frame in the window.
-            let bytes = unsafe { core::slice::from_raw_parts_mut(dst, n) };
-            bytes.copy_from_slice(&data[at..at + n]);
+        self.access_user(va, data.len(), Access::Write, |frame, offset, at, n| {
+            frame.write_at(offset, &data[at..at + n]);
         })
     }
 
     /// Walk [va, va + len) page by page with the lock held, making each page allow
-    /// `access` through the fault path, and call `f(pointer in the window, offset in
-    /// the range, bytes)` for each piece.
+    /// `access` through the fault path, and call `f(frame, offset in the frame, offset
+    /// in the range, bytes)` for each piece.
     fn access_user(
         &self,
         va: VirtAddr,
         len: usize,
         access: Access,
-        mut f: impl FnMut(*mut u8, usize, usize),
+        mut f: impl FnMut(&Frame, usize, usize, usize),
     ) -> Result<(), MmError> {
         let start = va.as_u64();
         let end = start.checked_add(len as u64).ok_or(MmError::BadAddress)?;
@@ -427,11 +423,8 @@ impl AddressSpace {
                             if access != Access::Write
                                 || flags.contains(PageTableFlags::WRITABLE) =>
                         {
-                            let base =
-                                crate::mm::phys_to_virt(frame.start_address()).as_mut_ptr::<u8>();
-                            // SAFETY: the offset stays inside the 4 KiB frame.
-                            let ptr = unsafe { base.add((at - page.as_u64()) as usize) };
-                            f(ptr, (at - start) as usize, n);
+                            let offset = (at - page.as_u64()) as usize;
+                            f(&mapped(frame), offset, (at - start) as usize, n);
                             return Ok(None);
                         }
                         Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. } => {
@@ -439,8 +432,7 @@ impl AddressSpace {
                                 Ok(_) => {}
                                 Err(FixError::Mm(e)) => return Err(e),
                                 Err(FixError::Exclusive(frame)) => {
-                                    // SAFETY: the entry holds a reference; we hold the lock.
-                                    return Ok(Some(unsafe { Frame::get_ref(frame) }));
+                                    return Ok(Some(mapped(frame)));
                                 }
                             }
                         }
@@ -561,8 +553,7 @@ impl AddressSpace {
                         Pte::DeviceExclusive { frame } => {
                             let meta = frame::meta(frame);
                             if !meta.try_lock() {
-                                // SAFETY: the entry holds a reference; we hold the lock.
-                                outcome = Ok(Some(unsafe { Frame::get_ref(frame) }));
+                                outcome = Ok(Some(mapped(frame)));
                                 return ControlFlow::Break(());
                             }
                             // Every device drops the page (a device that took it while
@@ -579,8 +570,7 @@ impl AddressSpace {
                         Sharing::Shared => flags,
                         Sharing::Private => flags - PageTableFlags::WRITABLE,
                     };
-                    // SAFETY: the parent's entry holds a reference and we hold its lock.
-                    let reference = unsafe { Frame::get_ref(frame) };
+                    let reference = mapped(frame);
                     if let Err(e) = cc.map(va, reference, child_flags) {
                         outcome = Err(e);
                         return ControlFlow::Break(());
@@ -856,9 +846,7 @@ impl Inner {
                 }
                 // Allocate first: if that fails, nothing has changed.
                 let copy = Frame::alloc()?;
-                // SAFETY: the entry holds a reference on `frame` and we hold the address
-                // space lock, so it cannot be freed while we copy from it.
-                let old = unsafe { Frame::get_ref(frame) };
+                let old = mapped(frame);
                 copy.copy_from(&old);
                 copy.meta()
                     .set_flags(FrameFlags::ANON | FrameFlags::ANON_EXCLUSIVE);
@@ -880,6 +868,15 @@ impl Inner {
             Pte::DeviceExclusive { frame } => Err(FixError::Exclusive(frame)),
         }
     }
+}
+
+/// A new reference to the frame of an entry we just read under the address-space lock.
+/// The entry holds a reference, so the frame is in use: `try_get` cannot fail unless
+/// the page tables are corrupt (a kernel bug, reported by name).
+pub(super) fn mapped(frame: PhysFrame) -> Frame {
+    Frame::try_get(frame).unwrap_or_else(|| {
+        panic!("vm: a page-table entry maps {frame:?}, whose reference count is 0")
+    })
 }
 
 /// [start, start + len) as an end address; page-aligned start, non-zero length, inside

@@ -20,7 +20,7 @@ use alloc::sync::Arc;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
-use super::address_space::{restored_flags, AddressSpace, Fix};
+use super::address_space::{mapped, restored_flags, AddressSpace, Fix};
 use super::notifier::{NotifyEvent, Owner};
 use super::vma::{Prot, Sharing};
 use super::{Access, FaultOutcome, Privilege};
@@ -112,8 +112,7 @@ impl AddressSpace {
                     .ok()?;
                 match pte {
                     Pte::Present { frame, flags } if flags.contains(PageTableFlags::WRITABLE) => {
-                        // SAFETY: the entry holds a reference and we hold the lock.
-                        Some(unsafe { Frame::get_ref(frame) })
+                        Some(mapped(frame))
                     }
                     Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. } => None,
                 }

@@ -3,6 +3,7 @@
 //! The CPU translates through the address space in CR3. [`switch_to`] changes it and
 //! remembers which [`AddressSpace`] is current, so the page-fault handler can find the
 //! VMAs of the faulting address.
+#![forbid(unsafe_code)]
 
 pub mod address_space;
 pub mod exclusive;
@@ -19,19 +20,15 @@ pub use vma::{Prot, Sharing, Vma};
 
 use crate::sync::SpinLock;
 use alloc::sync::Arc;
-use x86_64::registers::control::{Cr3, Cr3Flags};
-use x86_64::structures::paging::PhysFrame;
 use x86_64::VirtAddr;
 
 use crate::mm::page_table::KERNEL_START;
 
 static CURRENT: SpinLock<Option<Arc<AddressSpace>>> = SpinLock::new("current address space", None);
-static KERNEL_ROOT: spin::Once<PhysFrame> = spin::Once::new();
 
-/// Remember the kernel-only page table (what CR3 holds when no process runs).
-pub fn init() {
-    KERNEL_ROOT.call_once(|| Cr3::read().0);
-}
+/// Nothing to do at boot any more (the kernel's root is known to mm); kept as the
+/// place vm's boot-time setup goes.
+pub fn init() {}
 
 /// The current address space, if any.
 pub fn current() -> Option<Arc<AddressSpace>> {
@@ -41,22 +38,13 @@ pub fn current() -> Option<Arc<AddressSpace>> {
 /// Make `aspace` the one the CPU translates through (`None`: the kernel-only table).
 /// The previous one stays alive as long as someone else holds it.
 pub fn switch_to(aspace: Option<Arc<AddressSpace>>) {
-    let root = match &aspace {
-        Some(a) => a.root(),
-        None => *KERNEL_ROOT.get().expect("vm::switch_to before vm::init"),
-    };
-    {
-        let mut current = CURRENT.lock();
-        // SAFETY: `root` is the root of a live page table (held by `aspace`, which we
-        // keep in CURRENT, or the kernel's own), and every table shares the kernel's
-        // upper half, where all kernel code, stacks and data live.
-        unsafe { Cr3::write(root, Cr3Flags::empty()) };
-        // Drop the old one only after CR3 no longer points at it, and outside the lock
-        // (its drop unmaps everything and tells the devices, which may sleep).
-        let old = core::mem::replace(&mut *current, aspace);
-        drop(current);
-        drop(old);
-    }
+    let mut current = CURRENT.lock();
+    crate::mm::page_table::load_root(aspace.as_ref().map(|a| a.root()));
+    // Drop the old one only after CR3 no longer points at it, and outside the lock (its
+    // drop unmaps everything and tells the devices, which may sleep).
+    let old = core::mem::replace(&mut *current, aspace);
+    drop(current);
+    drop(old);
 }
 
 /// Entry from the page-fault exception: hand a user-half address to the current

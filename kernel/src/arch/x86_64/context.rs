@@ -1,13 +1,15 @@
 //! Switching between kernel stacks: the heart of the scheduler.
 //!
-//! Each process has its own kernel stack. To switch, [`switch_context`] pushes the
+//! Each process has its own kernel stack. To switch, [`switch`] pushes the
 //! callee-saved registers on the current stack, stores the stack pointer, loads the
 //! other one and pops its registers: the `ret` at the end then continues wherever that
-//! stack last called `switch_context` (xv6 `swtch`). A brand-new stack is prepared by
-//! [`prepare_new_stack`] to "return" into `trap_return` with a [`TrapFrame`], so a
-//! new or forked process starts in ring 3 exactly like the end of a system call.
+//! stack last called [`switch`] (xv6 `swtch`). A brand-new stack is prepared by
+//! [`prepare_user`] to "return" into `trap_return` with a [`TrapFrame`], so a new or
+//! forked process starts in ring 3 exactly like the end of a system call. The unsafe
+//! part (raw stack pointers) stays here: callers hold [`Context`] values.
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::VirtAddr;
 
 use super::trap::TrapFrame;
@@ -42,24 +44,59 @@ global_asm!(
     "jmp trap_return",
 );
 
-/// Switch from the context whose stack pointer will be saved in `save` to the one
-/// saved in `load`. Returns when something switches back to `save`.
+/// A stopped kernel context: the stack pointer of a kernel stack that is not running,
+/// from which [`switch`] resumes it (xv6 `struct context`, Linux `thread.sp`).
 ///
-/// # Safety
-/// Interrupts must be off. `load` must come from an earlier `switch_context` or from
-/// [`prepare_new_stack`], on a stack that is still mapped; `save` must stay valid until
-/// the context is resumed.
-pub unsafe fn switch_context(save: *mut u64, load: u64) {
-    // SAFETY: forwarded from the caller's contract.
-    unsafe { switch_context_asm(save, load) };
+/// A `Context` that can be switched to comes only from [`prepare_user`] /
+/// [`prepare_kernel_thread`] (a fresh stack) or from a [`switch`] that saved into it, so
+/// it always names a prepared stack; whoever owns the stack (`mm::kstack`) keeps it
+/// mapped for as long as the context exists.
+#[derive(Debug)]
+pub struct Context {
+    rsp: AtomicU64,
 }
 
-/// Lay out a fresh kernel stack whose top is `top` so that switching to it enters ring
-/// 3 with the registers of `frame`. Returns the stack pointer to switch to.
+impl Context {
+    /// A context to save into (the scheduler's own, on the boot stack), not yet valid
+    /// to switch to.
+    pub const fn empty() -> Context {
+        Context {
+            rsp: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Save the running context into `from` and resume `to`; returns when something
+/// switches back to `from`. Interrupts must be off (checked).
+pub fn switch(from: &Context, to: &Context) {
+    assert!(
+        !x86_64::instructions::interrupts::are_enabled(),
+        "context::switch with interrupts on"
+    );
+    let load = to.rsp.load(Ordering::Acquire);
+    assert_ne!(load, 0, "context::switch to a context that was never saved");
+    // SAFETY: interrupts are off; `load` was saved by a switch or made by a prepare
+    // function on a stack whose owner keeps it mapped while the Context exists (the
+    // Context contract); `from` lives in a struct that outlives this call.
+    unsafe { switch_context_asm(from.rsp.as_ptr(), load) };
+}
+
+/// Leave the running context for good and resume `to` (an exiting process: nothing
+/// of it will run again, so nothing needs saving or keeping alive).
+pub fn switch_final(to: &Context) -> ! {
+    // Saved into a local that nobody can reach: the context is never resumed.
+    let gone = Context::empty();
+    switch(&gone, to);
+    unreachable!("context::switch_final: a finished context was resumed")
+}
+
+/// A context that, when switched to, enters ring 3 with the registers of `frame`,
+/// on the fresh kernel stack whose top is `top`.
 ///
 /// # Safety
-/// [top - 1 KiB, top) must be a mapped, writable kernel stack that nothing else uses.
-pub unsafe fn prepare_new_stack(top: VirtAddr, frame: &TrapFrame) -> u64 {
+/// [top - 1 KiB, top) must be a mapped, writable kernel stack that nothing else uses,
+/// and must stay mapped while the returned Context exists.
+pub unsafe fn prepare_user(top: VirtAddr, frame: &TrapFrame) -> Context {
     let frame_size = core::mem::size_of::<TrapFrame>() as u64;
     let frame_addr = top.as_u64() - frame_size;
     // Below the frame: the return address and six zeroed callee-saved registers that
@@ -72,15 +109,17 @@ pub unsafe fn prepare_new_stack(top: VirtAddr, frame: &TrapFrame) -> u64 {
         (ret_addr as *mut u64).write(new_process_trampoline as *const () as u64);
         core::ptr::write_bytes(rsp as *mut u64, 0, 6);
     }
-    rsp
+    Context {
+        rsp: AtomicU64::new(rsp),
+    }
 }
 
-/// Lay out a fresh kernel stack so that switching to it calls `entry` (a kernel
-/// thread's body, which never returns). Returns the stack pointer to switch to.
+/// A context that, when switched to, calls `entry` (a kernel thread's body, which never
+/// returns) on the fresh kernel stack whose top is `top`.
 ///
 /// # Safety
-/// [top - 64, top) must be a mapped, writable kernel stack that nothing else uses.
-pub unsafe fn prepare_kernel_thread_stack(top: VirtAddr, entry: extern "C" fn() -> !) -> u64 {
+/// As [`prepare_user`].
+pub unsafe fn prepare_kernel_thread(top: VirtAddr, entry: extern "C" fn() -> !) -> Context {
     // After `ret` pops the entry address, rsp must be 8 mod 16, as after a `call`.
     let ret_addr = (top.as_u64() - 16) & !0xf;
     let rsp = ret_addr - 6 * 8;
@@ -89,11 +128,7 @@ pub unsafe fn prepare_kernel_thread_stack(top: VirtAddr, entry: extern "C" fn() 
         (ret_addr as *mut u64).write(entry as *const () as u64);
         core::ptr::write_bytes(rsp as *mut u64, 0, 6);
     }
-    rsp
-}
-
-/// Where the [`TrapFrame`] of a process sits on its kernel stack (the syscall entry
-/// and [`prepare_new_stack`] both put it at the very top).
-pub fn trap_frame_at(top: VirtAddr) -> *mut TrapFrame {
-    (top.as_u64() - core::mem::size_of::<TrapFrame>() as u64) as *mut TrapFrame
+    Context {
+        rsp: AtomicU64::new(rsp),
+    }
 }
