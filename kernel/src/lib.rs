@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod drivers;
+pub mod error;
 pub mod fs;
 pub mod klog;
 pub mod mm;
@@ -66,6 +67,9 @@ pub fn init(boot_info: &'static mut BootInfo) {
     }
     vm::init();
     trap::init();
+    // Named files whose owners are not drivers bound later: the console and /proc.
+    drivers::console::register().expect("init: cannot register /dev/console");
+    proc::procfs::register().expect("init: cannot register /proc files");
     arch::x86_64::interrupts::init();
     arch::x86_64::tsc::calibrate();
     print_banner(&summary, entry_tsc);

@@ -39,16 +39,18 @@ use x86_64::structures::paging::PhysFrame;
 use x86_64::VirtAddr;
 
 use super::pci::{self, SoftwareFunction};
+use crate::error::Errno;
+use crate::fs::{self, FileOps, Stat};
 use crate::mm::pte::Pte;
 use crate::mm::{phys_to_virt, PAGE_SIZE};
 use crate::proc::sched;
 use crate::sync::{Killed, Mutex, MutexGuard, SpinLock, WaitQueue};
-use crate::syscall::errno::Errno;
-use crate::syscall::uaccess;
+use crate::vm::uaccess;
 use crate::vm::{
     Access as CpuAccess, AddressSpace, ExclusiveError, ExclusiveFrame, FaultOutcome, MmuNotifier,
     NotifyEvent, Owner, Privilege, SubscriptionId,
 };
+use alloc::boxed::Box;
 
 /// ioctl numbers (Linux `test_hmm_uapi.h`; the request is an `unsigned int`).
 pub mod ioctl {
@@ -193,6 +195,40 @@ pub fn register() {
     ACCEL.call_once(|| accel.clone());
     let (bus, device, function) = PCI_SLOT;
     pci::register_software_function(bus, device, function, Arc::new(ConfigPort(accel)));
+    // The device files (Linux `dmirror_fops`, one character device per minor).
+    for (path, minor) in [("/dev/hmm_dmirror0", 0), ("/dev/hmm_dmirror1", 1)] {
+        if let Err(e) = fs::register(path, open_file, minor, file_stat(minor)) {
+            log::warn!("{path}: cannot register the device file: {e:?}");
+        }
+    }
+    crate::proc::procfs::set_device_view(device_view);
+}
+
+/// What `stat` reports for /dev/hmm_dmirror`minor`: a character device (Linux gives
+/// test_hmm a dynamic major; 240 is the first of the "local use" range).
+fn file_stat(minor: u32) -> Stat {
+    Stat {
+        ino: 5,
+        mode: fs::S_IFCHR | 0o600,
+        rdev: fs::dev(240, u64::from(minor)),
+        size: 0,
+    }
+}
+
+/// An open /dev/hmm_dmirrorN as a file (Linux `dmirror_fops`).
+struct MirrorFile(Arc<Mirror>);
+
+fn open_file(minor: u32) -> Result<Box<dyn FileOps>, Errno> {
+    Ok(Box::new(MirrorFile(open(minor)?)))
+}
+
+impl FileOps for MirrorFile {
+    fn ioctl(&self, request: u32, arg: u64) -> Result<u64, Errno> {
+        ioctl(&self.0, request, arg)
+    }
+    fn stat(&self) -> Stat {
+        file_stat(self.0.minor)
+    }
 }
 
 /// The PCI driver entry for the accelerator (bound by vendor/device id).
@@ -937,9 +973,9 @@ fn snapshot_bytes(aspace: &AddressSpace, addr: u64, npages: u64) -> Vec<u8> {
         .collect()
 }
 
-/// What every mirror of `aspace` holds for `va`: (minor, permission) pairs, for the
-/// page-state dump.
-pub fn device_view(aspace: &Arc<AddressSpace>, va: u64) -> Vec<(ContextId, Option<Perm>)> {
+/// What every mirror of `aspace` holds for `va`: (device context, permission) pairs,
+/// for the page-state dump (`proc::procfs`).
+fn device_view(aspace: &Arc<AddressSpace>, va: u64) -> Vec<(u32, Option<Perm>)> {
     let Some(accel) = ACCEL.get() else {
         return Vec::new();
     };
@@ -952,7 +988,7 @@ pub fn device_view(aspace: &Arc<AddressSpace>, va: u64) -> Vec<(ContextId, Optio
     let mut dev = accel.lock_device();
     accel.drain(&mut dev);
     ctxs.into_iter()
-        .map(|c| (ContextId(c), dev.snapshot(ContextId(c), va)))
+        .map(|c| (c, dev.snapshot(ContextId(c), va)))
         .collect()
 }
 

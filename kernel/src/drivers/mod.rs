@@ -1,4 +1,5 @@
 //! Device drivers.
+pub mod console;
 pub mod hmm;
 pub mod pci;
 pub mod serial;

@@ -1,66 +1,230 @@
-//! Files: the initramfs (read-only), the serial console, and per-process file tables.
+//! Files: open files and per-process file tables, the registry of named nodes, and the
+//! initramfs.
 //!
-//! There is no real filesystem: `open` finds a path in the initramfs, or one of the
-//! device nodes. A [`File`] is shared (`Arc`) between the file tables of processes that
-//! inherited it by `fork`, so they share its offset, as on Linux.
+//! There is no real filesystem: `open` finds a path among the nodes their owners
+//! registered (device files, /proc files), or in the initramfs. What a file does is a
+//! [`FileOps`] (Linux `struct file_operations`) provided by its owner, so this module
+//! names no driver. A [`File`] is shared (`Arc`) between the file tables of processes
+//! that inherited it by `fork`, so they share its offset, as on Linux.
 #![forbid(unsafe_code)]
 
 pub mod initramfs;
-pub mod procfs;
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
-use spin::Mutex;
+use alloc::vec::Vec;
 
-use crate::syscall::errno::Errno;
+use crate::error::Errno;
+use crate::sync::SpinLock;
 
-/// What an open file is.
-#[derive(Debug)]
-pub enum FileKind {
-    /// The serial console (/dev/console).
-    Console,
-    /// A file of the initramfs, read-only.
-    Initramfs { data: &'static [u8] },
-    /// A text generated when the file was opened (/proc/ps), read-only.
-    Snapshot(alloc::vec::Vec<u8>),
-    /// /dev/hmm_dmirror0 or 1: one subscription of the emulated accelerator.
-    Dmirror(alloc::sync::Arc<crate::drivers::hmm::Mirror>),
+/// What an open file does (Linux `struct file_operations`). The owner of a kind of
+/// file (the console driver, the accelerator driver, proc's /proc files, the initramfs)
+/// implements it; the system-call layer calls through it and names no driver. The
+/// defaults are Linux's answers for a file that lacks the operation.
+pub trait FileOps: Send + Sync {
+    /// Copy at most `count` bytes, from position `pos`, to user memory at `buf`;
+    /// returns how many were delivered (0 at the end). May sleep (the console).
+    fn read(&self, pos: usize, buf: u64, count: usize) -> Result<usize, Errno> {
+        let _ = (pos, buf, count);
+        Err(Errno::EINVAL)
+    }
+    /// Take `count` bytes from user memory at `buf`; returns how many were taken.
+    fn write(&self, buf: u64, count: usize) -> Result<usize, Errno> {
+        let _ = (buf, count);
+        Err(Errno::EBADF)
+    }
+    /// A device-specific request (Linux `unlocked_ioctl`).
+    fn ioctl(&self, request: u32, arg: u64) -> Result<u64, Errno> {
+        let _ = (request, arg);
+        Err(Errno::ENOTTY)
+    }
+    /// What `fstat` reports.
+    fn stat(&self) -> Stat;
 }
 
-/// An open file: its kind, how it was opened, and the read offset.
-#[derive(Debug)]
+/// How a file was opened (the access mode of `open`'s flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    ReadOnly,
+    WriteOnly,
+    ReadWrite,
+}
+
+impl OpenMode {
+    fn readable(self) -> bool {
+        matches!(self, OpenMode::ReadOnly | OpenMode::ReadWrite)
+    }
+    fn writable(self) -> bool {
+        matches!(self, OpenMode::WriteOnly | OpenMode::ReadWrite)
+    }
+}
+
+/// An open file: its operations, how it was opened, and the read position.
 pub struct File {
-    pub kind: FileKind,
-    pub readable: bool,
-    pub writable: bool,
-    offset: Mutex<usize>,
+    ops: Box<dyn FileOps>,
+    mode: OpenMode,
+    offset: SpinLock<usize>,
+}
+
+impl core::fmt::Debug for File {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "File({:?}, mode {:o})", self.mode, self.ops.stat().mode)
+    }
 }
 
 impl File {
-    /// A new open file.
-    pub fn new(kind: FileKind, readable: bool, writable: bool) -> Arc<File> {
-        Arc::new(File {
-            kind,
-            readable,
-            writable,
-            offset: Mutex::new(0),
+    /// A new open file (ENOMEM if the heap is full).
+    pub fn new(ops: Box<dyn FileOps>, mode: OpenMode) -> Result<Arc<File>, Errno> {
+        Arc::try_new(File {
+            ops,
+            mode,
+            offset: SpinLock::new("file offset", 0),
         })
+        .map_err(|_| Errno::ENOMEM)
     }
 
-    /// The bytes of a regular file from the current offset on, and that offset (the
-    /// caller copies some and then calls [`File::advance`]). Not for the console.
-    pub fn remaining(&self) -> Result<(&[u8], usize), Errno> {
-        let data: &[u8] = match &self.kind {
-            FileKind::Initramfs { data } => data,
-            FileKind::Snapshot(text) => text,
-            FileKind::Console | FileKind::Dmirror(_) => return Err(Errno::EINVAL),
-        };
-        let off = *self.offset.lock();
-        Ok((data.get(off..).unwrap_or(&[]), off))
-    }
-
-    /// Move the offset forward by `n` bytes (after they were delivered).
-    pub fn advance(&self, n: usize) {
+    /// `read`: EBADF unless opened for reading; the position moves only by what was
+    /// delivered, so a bad buffer (EFAULT) leaves it where it was.
+    pub fn read(&self, buf: u64, count: usize) -> Result<usize, Errno> {
+        if !self.mode.readable() {
+            return Err(Errno::EBADF);
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        let pos = *self.offset.lock();
+        let n = self.ops.read(pos, buf, count)?;
         *self.offset.lock() += n;
+        Ok(n)
+    }
+
+    /// `write`: EBADF unless opened for writing.
+    pub fn write(&self, buf: u64, count: usize) -> Result<usize, Errno> {
+        if !self.mode.writable() {
+            return Err(Errno::EBADF);
+        }
+        self.ops.write(buf, count)
+    }
+
+    /// `ioctl`.
+    pub fn ioctl(&self, request: u32, arg: u64) -> Result<u64, Errno> {
+        self.ops.ioctl(request, arg)
+    }
+
+    /// `fstat`.
+    pub fn stat(&self) -> Stat {
+        self.ops.stat()
+    }
+}
+
+/// A read-only file of bytes: an initramfs file, or a text produced at open (/proc).
+pub struct DataFile {
+    bytes: DataBytes,
+}
+
+/// Where a data file's bytes live.
+enum DataBytes {
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+}
+
+impl DataFile {
+    /// A file of the initramfs.
+    pub fn of_static(data: &'static [u8]) -> DataFile {
+        DataFile {
+            bytes: DataBytes::Static(data),
+        }
+    }
+    /// A text produced now (a /proc file).
+    pub fn of_owned(data: Vec<u8>) -> DataFile {
+        DataFile {
+            bytes: DataBytes::Owned(data),
+        }
+    }
+    fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            DataBytes::Static(b) => b,
+            DataBytes::Owned(b) => b,
+        }
+    }
+}
+
+impl FileOps for DataFile {
+    fn read(&self, pos: usize, buf: u64, count: usize) -> Result<usize, Errno> {
+        let data = self.bytes().get(pos..).unwrap_or(&[]);
+        let n = count.min(data.len());
+        crate::vm::uaccess::write_bytes(buf, &data[..n])?;
+        Ok(n)
+    }
+    fn stat(&self) -> Stat {
+        match self.bytes {
+            DataBytes::Static(b) => Stat {
+                ino: 3,
+                mode: S_IFREG | 0o755,
+                rdev: 0,
+                size: b.len() as u64,
+            },
+            // Like /proc files: the size is not known in advance.
+            DataBytes::Owned(_) => Stat {
+                ino: 4,
+                mode: S_IFREG | 0o444,
+                rdev: 0,
+                size: 0,
+            },
+        }
+    }
+}
+
+/// How a registered path opens: a device node (`minor` tells the driver which) or a
+/// generated file.
+pub type Opener = fn(minor: u32) -> Result<Box<dyn FileOps>, Errno>;
+
+/// A registered path (Linux: a device number's `file_operations`, a procfs entry).
+struct Node {
+    path: &'static str,
+    open: Opener,
+    minor: u32,
+    stat: Stat,
+}
+
+/// Every registered path.
+static NODES: SpinLock<Vec<Node>> = SpinLock::new("fs nodes", Vec::new());
+
+/// Register `path`: opening it calls `open(minor)`; `stat` is what `stat(path)` reports.
+/// Called by the owners (drivers, proc) at boot. ENOMEM if the table cannot grow.
+pub fn register(path: &'static str, open: Opener, minor: u32, stat: Stat) -> Result<(), Errno> {
+    let mut nodes = NODES.lock();
+    nodes.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+    nodes.retain(|n| n.path != path);
+    nodes.push(Node {
+        path,
+        open,
+        minor,
+        stat,
+    });
+    Ok(())
+}
+
+/// The `open` flag that asks to create the file.
+pub const O_CREAT: i32 = 0o100;
+
+/// Open `path`: a registered node, else a file of the initramfs (read-only: EROFS if
+/// asked for writing or creation), else ENOENT.
+pub fn open(path: &str, mode: OpenMode, flags: i32) -> Result<Arc<File>, Errno> {
+    let node = NODES.with(|nodes| {
+        nodes
+            .iter()
+            .find(|n| n.path == path)
+            .map(|n| (n.open, n.minor))
+    });
+    if let Some((opener, minor)) = node {
+        return File::new(opener(minor)?, mode);
+    }
+    match initramfs::lookup(path) {
+        Some(_) if mode.writable() => Err(Errno::EROFS),
+        Some(data) => File::new(Box::new(DataFile::of_static(data)), mode),
+        None if flags & O_CREAT != 0 => Err(Errno::EROFS),
+        None => Err(Errno::ENOENT),
     }
 }
 
@@ -82,10 +246,9 @@ impl Default for FileTable {
 }
 
 impl FileTable {
-    /// fds 0, 1 and 2 on the console, as init gets them.
-    pub fn with_console() -> FileTable {
+    /// fds 0, 1 and 2 on `console`, as init gets them.
+    pub fn with_stdio(console: Arc<File>) -> FileTable {
         let mut table = FileTable::default();
-        let console = File::new(FileKind::Console, true, true);
         for fd in 0..3 {
             table.fds[fd] = Some(console.clone());
         }
@@ -143,10 +306,10 @@ pub struct Stat {
     pub size: u64,
 }
 
-/// `st_mode` file types and the device numbers Linux gives these nodes.
-const S_IFCHR: u32 = 0o020000;
-const S_IFREG: u32 = 0o100000;
-const S_IFDIR: u32 = 0o040000;
+/// `st_mode` file types.
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFDIR: u32 = 0o040000;
 
 impl Stat {
     /// The 144 bytes of `struct stat` (x86-64): dev, ino, nlink, mode, uid, gid, pad,
@@ -165,64 +328,25 @@ impl Stat {
 }
 
 /// Linux `makedev(major, minor)` for small numbers.
-const fn dev(major: u64, minor: u64) -> u64 {
+pub const fn dev(major: u64, minor: u64) -> u64 {
     (major << 8) | minor
 }
 
-impl File {
-    /// `fstat` of this open file.
-    pub fn stat(&self) -> Stat {
-        match &self.kind {
-            FileKind::Console => Stat {
-                ino: 2,
-                mode: S_IFCHR | 0o620,
-                rdev: dev(5, 1),
-                size: 0,
-            },
-            FileKind::Initramfs { data } => Stat {
-                ino: 3,
-                mode: S_IFREG | 0o755,
-                rdev: 0,
-                size: data.len() as u64,
-            },
-            FileKind::Snapshot(_) => Stat {
-                ino: 4,
-                mode: S_IFREG | 0o444,
-                rdev: 0,
-                size: 0, // like /proc files: the size is not known in advance
-            },
-            FileKind::Dmirror(m) => Stat {
-                ino: 5,
-                mode: S_IFCHR | 0o600,
-                rdev: dev(240, u64::from(m.minor)),
-                size: 0,
-            },
-        }
-    }
-}
-
-/// `stat` by path: the device nodes, the /proc files, the initramfs files, and the
-/// directories that hold them.
+/// `stat` by path: the registered nodes, the initramfs files, and the directories
+/// that hold them.
 pub fn stat_path(path: &str) -> Result<Stat, Errno> {
-    let node = |ino, mode, rdev| Stat {
-        ino,
-        mode,
-        rdev,
-        size: 0,
-    };
-    match path {
-        "/" | "/bin" | "/dev" | "/proc" | "/proc/self" => Ok(node(1, S_IFDIR | 0o755, 0)),
-        "/dev/console" => Ok(node(2, S_IFCHR | 0o620, dev(5, 1))),
-        "/dev/hmm_dmirror0" => Ok(node(5, S_IFCHR | 0o600, dev(240, 0))),
-        "/dev/hmm_dmirror1" => Ok(node(5, S_IFCHR | 0o600, dev(240, 1))),
-        "/proc/ps" | "/proc/self/ptes" => Ok(node(4, S_IFREG | 0o444, 0)),
-        _ => initramfs::lookup(path)
-            .map(|data| Stat {
-                ino: 3,
-                mode: S_IFREG | 0o755,
-                rdev: 0,
-                size: data.len() as u64,
-            })
-            .ok_or(Errno::ENOENT),
+    if matches!(path, "/" | "/bin" | "/dev" | "/proc" | "/proc/self") {
+        return Ok(Stat {
+            ino: 1,
+            mode: S_IFDIR | 0o755,
+            rdev: 0,
+            size: 0,
+        });
     }
+    if let Some(st) = NODES.with(|nodes| nodes.iter().find(|n| n.path == path).map(|n| n.stat)) {
+        return Ok(st);
+    }
+    initramfs::lookup(path)
+        .map(|data| DataFile::of_static(data).stat())
+        .ok_or(Errno::ENOENT)
 }

@@ -15,9 +15,9 @@ use xmas_elf::program::Type as PhType;
 use xmas_elf::ElfFile;
 
 use super::Brk;
+use crate::error::Errno;
 use crate::mm::heap::AlignedBytes;
 use crate::mm::PAGE_SIZE;
-use crate::syscall::errno::Errno;
 use crate::vm::{AddressSpace, Placement, Prot, Sharing};
 
 /// Top of the user stack (just below the last user page, like Linux without ASLR).

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod elf;
+pub mod procfs;
 pub mod sched;
 pub mod signal;
 
@@ -22,12 +23,12 @@ use crate::arch::x86_64::context::Context;
 use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::qemu::{self, ExitCode};
 use crate::arch::x86_64::trap::TrapFrame;
+use crate::error::Errno;
 use crate::fs::FileTable;
 use crate::mm::frame;
 use crate::mm::kstack::{KernelStack, KstackError};
 use crate::serial_println;
 use crate::sync::SpinLock;
-use crate::syscall::errno::Errno;
 use crate::vm::AddressSpace;
 
 /// Process id.
@@ -286,7 +287,11 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
             ppid: 0,
             name: basename(path).into(),
             aspace: Some(image.aspace),
-            files: FileTable::with_console(),
+            files: FileTable::with_stdio(crate::fs::open(
+                "/dev/console",
+                crate::fs::OpenMode::ReadWrite,
+                0,
+            )?),
             fs_base: 0,
             brk: image.brk,
             signals: signal::Signals::default(),

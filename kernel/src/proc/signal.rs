@@ -32,9 +32,9 @@ use alloc::vec::Vec;
 use super::{sched, ExitStatus, Pid, Process};
 use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::trap::TrapFrame;
+use crate::error::Errno;
 use crate::sync::SpinLock;
-use crate::syscall::errno::Errno;
-use crate::syscall::uaccess;
+use crate::vm::uaccess;
 
 /// Signal numbers (Linux x86-64).
 pub const SIGHUP: i32 = 1;

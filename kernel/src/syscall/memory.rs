@@ -3,10 +3,11 @@
 
 use x86_64::VirtAddr;
 
-use super::errno::Errno;
-use super::{uaccess, Args, SysResult};
+use super::{Args, SysResult};
+use crate::error::Errno;
 use crate::mm::{MmError, PAGE_SIZE};
 use crate::proc::sched;
+use crate::vm::uaccess;
 use crate::vm::{Placement, Prot, Sharing};
 
 const MAP_SHARED: u64 = 0x01;

@@ -91,17 +91,15 @@
 //! is EBADF, as a too large `unsigned int` is on Linux.
 #![forbid(unsafe_code)]
 
-pub mod errno;
 mod files;
 mod memory;
 mod process;
 mod signal;
-pub mod uaccess;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::x86_64::trap::TrapFrame;
-use errno::Errno;
+use crate::error::Errno;
 
 /// Linux x86-64 syscall numbers of the subset we implement.
 pub mod nr {

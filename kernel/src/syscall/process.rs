@@ -8,11 +8,12 @@ use spin::Once;
 use x86_64::registers::model_specific::FsBase;
 use x86_64::VirtAddr;
 
-use super::errno::Errno;
-use super::{uaccess, Args, SysResult};
+use super::{Args, SysResult};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::{interrupts, tsc};
+use crate::error::Errno;
 use crate::proc::{self, sched, ExitStatus, Pid, WaitFor, WaitMode};
+use crate::vm::uaccess;
 
 pub fn getpid() -> SysResult {
     Ok(sched::current().pid as u64)

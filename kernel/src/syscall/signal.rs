@@ -4,11 +4,12 @@
 //! `syscall/mod.rs`).
 #![deny(unsafe_code)]
 
-use super::errno::Errno;
-use super::{uaccess, Args, SysResult};
+use super::{Args, SysResult};
 use crate::arch::x86_64::trap::TrapFrame;
+use crate::error::Errno;
 use crate::proc::signal::{self, SigAction, SigSet, NSIG, SIGKILL, SIGSTOP};
 use crate::proc::{self, sched, KillTarget, Pid};
+use crate::vm::uaccess;
 
 /// The only `sigsetsize` the x86-64 kernel accepts.
 const SIGSET_SIZE: u64 = 8;

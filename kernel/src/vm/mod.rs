@@ -8,6 +8,7 @@
 pub mod address_space;
 pub mod exclusive;
 pub mod notifier;
+pub mod uaccess;
 pub mod vma;
 
 pub use address_space::{

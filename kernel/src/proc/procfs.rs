@@ -1,5 +1,9 @@
-//! Generated text files: `/proc/self/ptes`, the page-state dump.
+//! The /proc files, produced when opened: `/proc/ps` (the process list) and
+//! `/proc/self/ptes` (the page-state dump). Registered with `fs` at boot
+//! ([`register`]); what devices hold comes from a view the device driver registers
+//! ([`set_device_view`]), so this names no driver.
 //!
+//! `/proc/self/ptes`:
 //! For every VMA of the calling process, one line per mapped page: its address, the
 //! kind of CPU entry (present RW, present RO - copy-on-write when the frame is shared -,
 //! device-exclusive), the frame with its refcount and mapcount, and what each device
@@ -13,11 +17,65 @@ use core::fmt::Write;
 use devices::accel::Perm;
 use x86_64::structures::paging::PageTableFlags as F;
 
+use alloc::boxed::Box;
+use spin::Once;
+
+use crate::error::Errno;
+use crate::fs::{self, DataFile, FileOps, Stat};
 use crate::mm::frame::{self, FrameFlags};
 use crate::mm::pte::Pte;
 use crate::mm::PAGE_SIZE;
-use crate::proc::Process;
-use crate::vm::{Prot, Sharing};
+use crate::proc::{sched, Process, State};
+use crate::vm::{AddressSpace, Prot, Sharing};
+use alloc::sync::Arc;
+
+/// What every device mirror of an address space holds for a page: (context number,
+/// permission), as a driver reports it.
+pub type DeviceView = fn(&Arc<AddressSpace>, u64) -> Vec<(u32, Option<Perm>)>;
+
+static DEVICE_VIEW: Once<DeviceView> = Once::new();
+
+/// Install the device view (the accelerator driver does, at probe).
+pub fn set_device_view(view: DeviceView) {
+    DEVICE_VIEW.call_once(|| view);
+}
+
+/// Register /proc/ps and /proc/self/ptes with fs.
+pub fn register() -> Result<(), Errno> {
+    let stat = Stat {
+        ino: 4,
+        mode: fs::S_IFREG | 0o444,
+        rdev: 0,
+        size: 0,
+    };
+    fs::register("/proc/ps", open_ps, 0, stat)?;
+    fs::register("/proc/self/ptes", open_ptes, 0, stat)
+}
+
+fn open_ps(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
+    Ok(Box::new(DataFile::of_owned(ps_text())))
+}
+
+fn open_ptes(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
+    Ok(Box::new(DataFile::of_owned(page_states(&sched::current()))))
+}
+
+/// The text of /proc/ps: one line per process, then free memory.
+pub fn ps_text() -> Vec<u8> {
+    let mut s = String::from("  PID  PPID STATE     NAME\n");
+    for (pid, ppid, state, name) in super::list() {
+        let state = match state {
+            State::Runnable => "runnable",
+            State::Running => "running",
+            State::Sleeping => "sleeping",
+            State::Zombie(_) => "zombie",
+        };
+        let _ = writeln!(s, "{pid:>5} {ppid:>5} {state:<9} {name}");
+    }
+    let free = crate::mm::frame::free_frames();
+    let _ = writeln!(s, "free memory: {} KiB ({free} frames)", free * 4);
+    s.into_bytes()
+}
 
 /// The dump for `p` as text.
 pub fn page_states(p: &Process) -> Vec<u8> {
@@ -66,14 +124,15 @@ pub fn page_states(p: &Process) -> Vec<u8> {
             };
             let m = frame::meta(frame);
             let mut devices = String::new();
-            for (ctx, perm) in crate::drivers::hmm::device_view(&aspace, va.as_u64()) {
+            let view = DEVICE_VIEW.get().map(|v| v(&aspace, va.as_u64()));
+            for (ctx, perm) in view.unwrap_or_default() {
                 let perm = match perm {
                     None => "none",
                     Some(Perm::Read) => "R",
                     Some(Perm::Write) => "W",
                     Some(Perm::Atomic) => "ATOMIC",
                 };
-                let _ = write!(devices, " ctx{}:{perm}", ctx.0);
+                let _ = write!(devices, " ctx{ctx}:{perm}");
             }
             let _ = writeln!(
                 s,

@@ -1,4 +1,4 @@
-//! Copying to and from user memory for system calls (Linux `copy_from_user`,
+//! Copying to and from user memory for system calls and drivers (Linux `copy_from_user`,
 //! `copy_to_user`, `strncpy_from_user`). Everything goes through the current address
 //! space's checked copy, which faults pages in through the normal fault path; a bad
 //! pointer anywhere gives `EFAULT`.
@@ -8,17 +8,19 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use x86_64::VirtAddr;
 
-use super::errno::Errno;
+use crate::error::Errno;
 use crate::mm::MmError;
 use crate::vm::AddressSpace;
 
-fn aspace() -> alloc::sync::Arc<AddressSpace> {
-    crate::proc::sched::current().aspace()
+/// The current address space (that of the process in the system call).
+fn aspace() -> Result<alloc::sync::Arc<AddressSpace>, Errno> {
+    super::current().ok_or(Errno::EFAULT)
 }
 
 fn to_errno(e: MmError) -> Errno {
     match e {
         MmError::NoMemory => Errno::ENOMEM,
+        MmError::Killed => Errno::EINTR,
         _ => Errno::EFAULT,
     }
 }
@@ -30,14 +32,14 @@ pub fn user_addr(addr: u64) -> Result<VirtAddr, Errno> {
 
 /// Read `buf.len()` bytes from user address `addr`.
 pub fn read_bytes(addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    aspace()
+    aspace()?
         .copy_from_user(user_addr(addr)?, buf)
         .map_err(to_errno)
 }
 
 /// Write `data` to user address `addr`.
 pub fn write_bytes(addr: u64, data: &[u8]) -> Result<(), Errno> {
-    aspace()
+    aspace()?
         .copy_to_user(user_addr(addr)?, data)
         .map_err(to_errno)
 }

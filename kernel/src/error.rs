@@ -1,4 +1,6 @@
-//! Linux error numbers, and how kernel errors map to them.
+//! Linux error numbers, and how kernel errors map to them. Below every subsystem
+//! (mm, vm, proc, fs, drivers use it); the system-call layer turns an `Errno` into the
+//! `-errno` return value (`Errno::as_return`).
 #![deny(unsafe_code)]
 
 use crate::mm::MmError;
