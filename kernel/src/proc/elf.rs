@@ -71,77 +71,9 @@ pub fn load(data: &[u8], argv: &[&str], envp: &[&str]) -> Result<Image, Errno> {
         return Err(Errno::ENOEXEC);
     }
     let aspace = AddressSpace::new()?;
-    let mut segments: Vec<(u64, u64, Prot)> = Vec::new();
-    let mut phdr_addr = None;
-    for ph in elf.program_iter() {
-        let kind = ph.get_type().map_err(|_| Errno::ENOEXEC)?;
-        if kind == PhType::Phdr {
-            phdr_addr = Some(ph.virtual_addr());
-        }
-        if kind != PhType::Load || ph.mem_size() == 0 {
-            continue;
-        }
-        let (vaddr, memsz, filesz, offset) = (
-            ph.virtual_addr(),
-            ph.mem_size(),
-            ph.file_size(),
-            ph.offset(),
-        );
-        let file_end = offset.checked_add(filesz).ok_or(Errno::ENOEXEC)?;
-        let mem_end = vaddr.checked_add(memsz).ok_or(Errno::ENOEXEC)?;
-        if filesz > memsz || file_end > data.len() as u64 || mem_end > STACK_TOP - STACK_SIZE {
-            return Err(Errno::ENOEXEC);
-        }
-        // A page shared with the previous segment is already mapped: start after it.
-        let mut start = vaddr & !(PAGE_SIZE - 1);
-        let end = mem_end.next_multiple_of(PAGE_SIZE);
-        if let Some(&(_, prev_end, _)) = segments.last() {
-            if start < prev_end {
-                start = prev_end;
-            }
-        }
-        if start < end {
-            let rw = Prot::READ | Prot::WRITE;
-            aspace
-                .map_anonymous(
-                    Placement::FixedNoReplace(VirtAddr::new(start)),
-                    end - start,
-                    rw,
-                    Sharing::Private,
-                )
-                .map_err(|_| Errno::ENOEXEC)?;
-        }
-        aspace.copy_to_user(
-            VirtAddr::new(vaddr),
-            &data[offset as usize..file_end as usize],
-        )?;
-        let flags = ph.flags();
-        let mut prot = Prot::empty();
-        prot.set(Prot::READ, flags.is_read());
-        prot.set(Prot::WRITE, flags.is_write());
-        prot.set(Prot::EXEC, flags.is_execute());
-        segments.push((vaddr & !(PAGE_SIZE - 1), end, prot));
-    }
-    if segments.is_empty() {
-        return Err(Errno::ENOEXEC);
-    }
-    // Final protections, in order; a page shared with the previous segment gets both
-    // segments' rights.
-    let mut prev: Option<(u64, Prot)> = None;
-    for &(start, end, prot) in &segments {
-        match prev {
-            Some((prev_end, prev_prot)) if start < prev_end => {
-                aspace.mprotect(VirtAddr::new(start), PAGE_SIZE, prot | prev_prot)?;
-                if start + PAGE_SIZE < end {
-                    let rest = start + PAGE_SIZE;
-                    aspace.mprotect(VirtAddr::new(rest), end - rest, prot)?;
-                }
-            }
-            _ => aspace.mprotect(VirtAddr::new(start), end - start, prot)?,
-        }
-        prev = Some((end, prot));
-    }
-    let image_end = segments.iter().map(|s| s.1).max().unwrap_or(0);
+    let (segments, phdr_addr) = map_segments(&elf, data, &aspace)?;
+    apply_protections(&aspace, &segments)?;
+    let image_end = segments.iter().map(|s| s.end).max().unwrap_or(0);
     // AT_PHDR: from PT_PHDR, or where the headers lie in the first segment's image.
     let phdr = match phdr_addr {
         Some(a) => a,
@@ -182,6 +114,101 @@ pub fn load(data: &[u8], argv: &[&str], envp: &[&str]) -> Result<Image, Errno> {
             current: image_end,
         },
     })
+}
+
+/// One loaded segment: its page range and final protection.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    start: u64,
+    end: u64,
+    prot: Prot,
+}
+
+/// Map every PT_LOAD segment of `elf` read-write into `aspace` and copy its file bytes
+/// in; returns the segments (page ranges, final protections) and the PT_PHDR address if
+/// there is one. ENOEXEC for a malformed or out-of-range segment.
+fn map_segments(
+    elf: &ElfFile,
+    data: &[u8],
+    aspace: &AddressSpace,
+) -> Result<(Vec<Segment>, Option<u64>), Errno> {
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut phdr_addr = None;
+    for ph in elf.program_iter() {
+        let kind = ph.get_type().map_err(|_| Errno::ENOEXEC)?;
+        if kind == PhType::Phdr {
+            phdr_addr = Some(ph.virtual_addr());
+        }
+        if kind != PhType::Load || ph.mem_size() == 0 {
+            continue;
+        }
+        let (vaddr, memsz, filesz, offset) = (
+            ph.virtual_addr(),
+            ph.mem_size(),
+            ph.file_size(),
+            ph.offset(),
+        );
+        let file_end = offset.checked_add(filesz).ok_or(Errno::ENOEXEC)?;
+        let mem_end = vaddr.checked_add(memsz).ok_or(Errno::ENOEXEC)?;
+        if filesz > memsz || file_end > data.len() as u64 || mem_end > STACK_TOP - STACK_SIZE {
+            return Err(Errno::ENOEXEC);
+        }
+        // A page shared with the previous segment is already mapped: start after it.
+        let mut start = vaddr & !(PAGE_SIZE - 1);
+        let end = mem_end.next_multiple_of(PAGE_SIZE);
+        if let Some(prev) = segments.last() {
+            start = start.max(prev.end);
+        }
+        if start < end {
+            aspace
+                .map_anonymous(
+                    Placement::FixedNoReplace(VirtAddr::new(start)),
+                    end - start,
+                    Prot::READ | Prot::WRITE,
+                    Sharing::Private,
+                )
+                .map_err(|_| Errno::ENOEXEC)?;
+        }
+        aspace.copy_to_user(
+            VirtAddr::new(vaddr),
+            &data[offset as usize..file_end as usize],
+        )?;
+        let flags = ph.flags();
+        let mut prot = Prot::empty();
+        prot.set(Prot::READ, flags.is_read());
+        prot.set(Prot::WRITE, flags.is_write());
+        prot.set(Prot::EXEC, flags.is_execute());
+        segments.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+        segments.push(Segment {
+            start: vaddr & !(PAGE_SIZE - 1),
+            end,
+            prot,
+        });
+    }
+    if segments.is_empty() {
+        return Err(Errno::ENOEXEC);
+    }
+    Ok((segments, phdr_addr))
+}
+
+/// Give each segment its final protection, in order; a page shared with the previous
+/// segment gets both segments' rights.
+fn apply_protections(aspace: &AddressSpace, segments: &[Segment]) -> Result<(), Errno> {
+    let mut prev: Option<Segment> = None;
+    for &seg in segments {
+        match prev {
+            Some(p) if seg.start < p.end => {
+                aspace.mprotect(VirtAddr::new(seg.start), PAGE_SIZE, seg.prot | p.prot)?;
+                if seg.start + PAGE_SIZE < seg.end {
+                    let rest = seg.start + PAGE_SIZE;
+                    aspace.mprotect(VirtAddr::new(rest), seg.end - rest, seg.prot)?;
+                }
+            }
+            _ => aspace.mprotect(VirtAddr::new(seg.start), seg.end - seg.start, seg.prot)?,
+        }
+        prev = Some(seg);
+    }
+    Ok(())
 }
 
 /// Write the initial stack; returns the stack pointer (pointing at argc).

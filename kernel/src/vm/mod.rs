@@ -7,6 +7,7 @@
 
 pub mod address_space;
 pub mod exclusive;
+mod fork;
 pub mod notifier;
 pub mod uaccess;
 pub mod vma;
