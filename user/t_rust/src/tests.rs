@@ -364,7 +364,12 @@ pub fn heap() -> TestResult {
         "a 1 MiB allocation after freeing 1 MiB grew the heap from {owned1} to {owned3} bytes"
     );
     drop(big);
+    collections(used0)
+}
 
+/// The heap through alloc's collections: a String grown by reallocation and parsed
+/// back, a BTreeMap filled in scrambled order; at the end `used0` bytes in use again.
+fn collections(used0: usize) -> TestResult {
     // String: grows by reallocation; format! and parsing back.
     let mut s = String::new();
     for i in 0..5000u32 {
