@@ -349,6 +349,25 @@ impl Frame {
         };
     }
 
+    /// Atomically add `value` to the 32-bit word at `offset` (a multiple of 4; panics
+    /// otherwise), as a device's atomic operation on system memory would: a concurrent
+    /// CPU increment of the same word is never lost.
+    pub fn atomic_add_u32(&self, offset: usize, value: u32) {
+        assert!(
+            offset.is_multiple_of(4) && offset + 4 <= PAGE_SIZE as usize,
+            "Frame::atomic_add_u32: offset {offset} is not a word of the frame"
+        );
+        // SAFETY: 4 aligned bytes inside a frame we hold (the window maps it); AtomicU32
+        // has the layout of u32, and all accesses to the word are atomic or the CPU's.
+        let word = unsafe {
+            &*self
+                .as_mut_ptr()
+                .add(offset)
+                .cast::<core::sync::atomic::AtomicU32>()
+        };
+        word.fetch_add(value, Ordering::SeqCst);
+    }
+
     /// Copy the whole contents of `src` into this frame.
     pub fn copy_from(&self, src: &Frame) {
         // SAFETY: both frames are allocated RAM reached through the window; distinct
