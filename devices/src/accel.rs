@@ -1,5 +1,5 @@
 //! The accelerator itself: a software PCIe device that mirrors process memory through its own
-//! page table, the device Linux's `lib/test_hmm.c` ("dmirror") emulates (DESIGN.md section 5).
+//! page table, the device Linux's `lib/test_hmm.c` ("dmirror") emulates (docs chapter 7).
 //!
 //! ```text
 //!            kernel driver                                  Accelerator

@@ -1,4 +1,4 @@
-//! The emulated PCIe accelerator (see DESIGN.md section 5).
+//! The emulated PCIe accelerator (docs chapter 7 describes it at work).
 //!
 //! A software model of the device, written the way a hardware team describes one, with no `unsafe`
 //! and no knowledge of the kernel; it is tested on the host (`cargo test` from outside the repo).

@@ -1,10 +1,17 @@
 //! A teaching kernel for x86-64: real paging, processes and device-exclusive memory.
 //!
-//! Read it top to bottom in this order:
-//! 1. [`init`] below: what happens at boot, step by step.
-//! 2. [`arch::x86_64`]: the CPU tables (GDT, TSS, IDT), interrupts and the timer.
-//! 3. [`mm`]: physical memory (the memory map, the kernel heap).
-//! 4. [`testing`]: how `cargo test` runs kernels in QEMU.
+//! Read it top to bottom in this order (the chapters of `docs/` follow it):
+//! 1. [`init`] below: what happens at boot, step by step (docs chapter 1).
+//! 2. [`arch::x86_64`]: the CPU tables (GDT, TSS, IDT), the trap stubs and `TrapFrame`,
+//!    interrupts and the timer, the context switch.
+//! 3. [`mm`]: physical frames, the page-table cursor, `Gather` (chapters 2, 3, 8).
+//! 4. [`sync`]: spinlocks, sleeping mutexes, wait queues (chapter 8).
+//! 5. [`vm`]: address spaces, the fault path, fork, device-exclusive, notifiers
+//!    (chapters 4, 6, 7).
+//! 6. [`fs`], [`proc`], [`trap`], [`syscall`]: files, processes and signals, the one
+//!    trap path, the system calls (chapter 5).
+//! 7. [`drivers`]: the console, PCI, the accelerator's driver (chapter 7).
+//! 8. [`testing`]: how `cargo test` runs kernels in QEMU.
 #![no_std]
 #![cfg_attr(test, no_main)]
 #![feature(custom_test_frameworks, abi_x86_interrupt, allocator_api)]

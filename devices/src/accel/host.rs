@@ -51,7 +51,7 @@ pub trait PageRequests {
     /// - `Atomic`: make the page device-exclusive (`make_device_exclusive()`, dmirror:
     ///   `dmirror_exclusive()`) and answer `Atomic`. Keep the frame locked until
     ///   [`page_request_done`](Self::page_request_done): the device has then installed the
-    ///   translation, and a CPU fault waiting on the lock will invalidate it (SPEC op 1).
+    ///   translation, and a CPU fault waiting on the lock will invalidate it (the device-exclusive conversion, docs chapter 7).
     ///
     /// An answer that does not allow `access`, or an `Atomic` answer to another access, fails
     /// the command with [`DeviceError::InvalidResponse`](super::DeviceError::InvalidResponse).

@@ -1,4 +1,5 @@
-//! The system-call layer: a subset of the Linux x86-64 ABI (DESIGN.md section 4).
+//! The system-call layer: a subset of the Linux x86-64 ABI (the table is in docs chapter
+//! 5.9).
 //!
 //! [`dispatch`] reads the number and arguments from the saved registers, checks every
 //! argument, calls the mechanism (proc/, vm/, fs/) and writes the result (or `-errno`)

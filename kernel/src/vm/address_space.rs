@@ -7,18 +7,17 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::fmt;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
 use super::notifier::{Invalidation, MmuNotifier, NotifyEvent, Owner, Subscribers, SubscriptionId};
 use super::vma::{Prot, Sharing, SplitFor, Vma, VmaList};
-use crate::mm::frame::{self, Frame, FrameFlags};
+use crate::mm::frame::{self, FrameFlags};
 use crate::mm::gather::Gather;
 use crate::mm::page_table::{PageTable, RootRef, USER_END};
 use crate::mm::pte::Pte;
 use crate::mm::{MmError, PAGE_SIZE};
-use crate::sync::{Killed, Mutex};
+use crate::sync::Mutex;
 use core::ops::ControlFlow;
 use x86_64::structures::paging::PhysFrame;
 
@@ -42,128 +41,9 @@ pub enum Placement {
     FixedNoReplace(VirtAddr),
 }
 
-/// The kind of access that faulted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Read,
-    Write,
-    Execute,
-}
-
-/// Who made the access: user code, or the kernel touching user memory for a syscall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Privilege {
-    User,
-    Kernel,
-}
-
-/// Why an access was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BadAccessReason {
-    /// No VMA contains the address.
-    NotMapped,
-    /// The VMA forbids this kind of access (e.g. a write to a read-only mapping, any
-    /// access to PROT_NONE).
-    Protection { prot: Prot },
-}
-
-impl fmt::Display for BadAccessReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BadAccessReason::NotMapped => write!(f, "address not mapped"),
-            BadAccessReason::Protection { prot } if prot.is_empty() => {
-                write!(f, "mapping is PROT_NONE")
-            }
-            BadAccessReason::Protection { prot } => {
-                write!(f, "not allowed by the mapping's protection {prot:?}")
-            }
-        }
-    }
-}
-
-/// What the fault path did. The caller turns it into "retry the access", "kill the
-/// process", or "kernel bug".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultOutcome {
-    /// Fixed: retry the access.
-    Fixed(Fix),
-    /// The access is not allowed: the process gets SIGSEGV (a syscall gets -EFAULT).
-    BadAccess(BadAccessReason),
-    /// A frame was needed and none was free: the faulting process is killed.
-    OutOfMemory,
-    /// A wait inside the fault (for a frame lock) was cut short by SIGKILL: the process
-    /// exits on its way back to user mode.
-    Killed,
-    /// The fault cannot be a user's doing: the kernel is broken.
-    KernelBug(KernelBug),
-}
-
-/// Faults that only a kernel bug can cause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KernelBug {
-    /// A fault on a kernel (upper-half) address.
-    KernelAddress,
-    /// A fault on a user address while no address space is current.
-    NoAddressSpace,
-}
-
-/// How a fault was fixed (tests and the page-state dump print this).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fix {
-    /// A zero-filled frame was mapped (first touch).
-    DemandZero,
-    /// A shared frame was copied for a write (copy-on-write, copy case).
-    CowCopy,
-    /// A write to a read-only entry whose frame had no other user: made writable.
-    CowReuse,
-    /// A device-exclusive entry was made present again.
-    ExclusiveRestored,
-    /// The entry already allowed the access (stale TLB entry); flushed.
-    Spurious,
-}
-
-/// A broken invariant, found by [`AddressSpace::check_invariants`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvariantViolation {
-    pub va: Option<VirtAddr>,
-    pub what: &'static str,
-}
-
-impl fmt::Display for InvariantViolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.va {
-            Some(va) => write!(f, "at {:#x}: {}", va.as_u64(), self.what),
-            None => write!(f, "{}", self.what),
-        }
-    }
-}
-
-/// What the invariant checker counted, for tests to compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Census {
-    pub present: usize,
-    pub exclusive: usize,
-    pub table_pages: usize,
-}
-
 pub(super) struct Inner {
     pub(super) table: PageTable,
     pub(super) vmas: VmaList,
-}
-
-/// Why `fix_entry` could not finish under the lock.
-pub(super) enum FixError {
-    /// An ordinary failure (out of memory).
-    Mm(MmError),
-    /// The entry is device-exclusive: restoring it may sleep on the frame lock, which
-    /// must happen without the address-space lock (see `restore_exclusive`).
-    Exclusive(PhysFrame),
-}
-
-impl From<MmError> for FixError {
-    fn from(e: MmError) -> Self {
-        FixError::Mm(e)
-    }
 }
 
 /// One address space: the lower half of a page table and its VMAs, behind a lock, and
@@ -344,112 +224,6 @@ impl AddressSpace {
         })
     }
 
-    /// Handle a page fault at `addr` (Linux `handle_mm_fault`): find the VMA, check the
-    /// access against it, then fix the entry: demand-zero on first touch, copy-on-write
-    /// on a write to a shared frame, restore a device-exclusive entry.
-    pub fn handle_fault(&self, addr: VirtAddr, access: Access, _who: Privilege) -> FaultOutcome {
-        let page = addr.align_down(PAGE_SIZE);
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let Some(vma) = inner.vmas.find(addr).copied() else {
-            return FaultOutcome::BadAccess(BadAccessReason::NotMapped);
-        };
-        if !vma.allows(access) {
-            return FaultOutcome::BadAccess(BadAccessReason::Protection { prot: vma.prot });
-        }
-        match inner.fix_entry(&self.subscribers, &vma, page, access) {
-            Ok(fix) => FaultOutcome::Fixed(fix),
-            Err(FixError::Mm(MmError::NoMemory)) => FaultOutcome::OutOfMemory,
-            Err(FixError::Mm(e)) => panic!("handle_fault: unexpected {e:?} at {addr:?}"),
-            Err(FixError::Exclusive(frame)) => {
-                let reference = mapped(frame);
-                drop(guard);
-                match self.restore_exclusive(page, reference) {
-                    Ok(fix) => FaultOutcome::Fixed(fix),
-                    Err(Killed) => FaultOutcome::Killed,
-                }
-            }
-        }
-    }
-
-    /// Copy `buf.len()` bytes from user memory at `va` into `buf`, as the kernel does for
-    /// a syscall argument (Linux `copy_from_user`). Pages are faulted in through the same
-    /// path as a CPU fault (demand-zero, device-exclusive restore); an address outside
-    /// every VMA, or one without read permission, is `BadAddress` (-EFAULT).
-    pub fn copy_from_user(&self, va: VirtAddr, buf: &mut [u8]) -> Result<(), MmError> {
-        self.access_user(va, buf.len(), Access::Read, |frame, offset, at, n| {
-            frame.read_at(offset, &mut buf[at..at + n]);
-        })
-    }
-
-    /// Copy `data` into user memory at `va` (Linux `copy_to_user`): like
-    /// [`AddressSpace::copy_from_user`], and a write breaks copy-on-write first.
-    pub fn copy_to_user(&self, va: VirtAddr, data: &[u8]) -> Result<(), MmError> {
-        self.access_user(va, data.len(), Access::Write, |frame, offset, at, n| {
-            frame.write_at(offset, &data[at..at + n]);
-        })
-    }
-
-    /// Walk [va, va + len) page by page with the lock held, making each page allow
-    /// `access` through the fault path, and call `f(frame, offset in the frame, offset
-    /// in the range, bytes)` for each piece.
-    fn access_user(
-        &self,
-        va: VirtAddr,
-        len: usize,
-        access: Access,
-        mut f: impl FnMut(&Frame, usize, usize, usize),
-    ) -> Result<(), MmError> {
-        let start = va.as_u64();
-        let end = start.checked_add(len as u64).ok_or(MmError::BadAddress)?;
-        if end > USER_END {
-            return Err(MmError::BadAddress);
-        }
-        let mut at = start;
-        while at < end {
-            let page = VirtAddr::new(at).align_down(PAGE_SIZE);
-            let n = ((page.as_u64() + PAGE_SIZE).min(end) - at) as usize;
-            // Under the lock: make the page allow the access, then copy. A device-
-            // exclusive entry is restored outside the lock, then the page is retried.
-            let step = self.with(|inner| -> Result<Option<Frame>, MmError> {
-                let vma = *inner.vmas.find(page).ok_or(MmError::BadAddress)?;
-                if !vma.allows(access) {
-                    return Err(MmError::BadAddress);
-                }
-                loop {
-                    let pte = inner.table.cursor(page, page + PAGE_SIZE)?.query(page)?;
-                    match pte {
-                        Pte::Present { frame, flags }
-                            if access != Access::Write
-                                || flags.contains(PageTableFlags::WRITABLE) =>
-                        {
-                            let offset = (at - page.as_u64()) as usize;
-                            f(&mapped(frame), offset, (at - start) as usize, n);
-                            return Ok(None);
-                        }
-                        Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. } => {
-                            match inner.fix_entry(&self.subscribers, &vma, page, access) {
-                                Ok(_) => {}
-                                Err(FixError::Mm(e)) => return Err(e),
-                                Err(FixError::Exclusive(frame)) => {
-                                    return Ok(Some(mapped(frame)));
-                                }
-                            }
-                        }
-                    }
-                }
-            })?;
-            match step {
-                None => at += n as u64,
-                Some(frame) => {
-                    self.restore_exclusive(page, frame)
-                        .map_err(|Killed| MmError::Killed)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Drop the pages of [start, start + len) but keep the VMAs: the next touch gets
     /// zero-filled pages again (Linux `madvise(MADV_DONTNEED)`, `zap_page_range`).
     /// `NoMemory` (ENOMEM) if part of the range is not mapped, as Linux.
@@ -498,78 +272,6 @@ impl AddressSpace {
     /// Number of page-table pages (root included).
     pub fn table_pages(&self) -> usize {
         self.with(|inner| inner.table.table_pages())
-    }
-
-    /// Check the invariants of DESIGN.md section 6 and the SPEC (I1, I4, I5) on every
-    /// entry: refcount >= mapcount >= 1; a writable anonymous entry's frame is
-    /// anon-exclusive; a device-exclusive entry maps an anonymous frame with mapcount 1;
-    /// no entry outside a VMA; VMAs well formed; every page-table page accounted. Returns
-    /// what it counted.
-    pub fn check_invariants(&self) -> Result<Census, InvariantViolation> {
-        self.with(|inner| {
-            let bad = |va, what| InvariantViolation { va: Some(va), what };
-            inner
-                .vmas
-                .check()
-                .map_err(|what| InvariantViolation { va: None, what })?;
-            let table_pages = inner
-                .table
-                .check_tables()
-                .map_err(|what| InvariantViolation { va: None, what })?;
-            let mut census = Census {
-                table_pages,
-                ..Census::default()
-            };
-            let cursor = inner
-                .table
-                .cursor(VirtAddr::new(0), VirtAddr::new(USER_END))
-                .expect("the whole user half is a valid range");
-            let mut from = VirtAddr::new(0);
-            while let Some((va, pte)) = cursor.next_mapped(from) {
-                let Some(vma) = inner.vmas.find(va) else {
-                    return Err(bad(va, "entry outside every VMA"));
-                };
-                match pte {
-                    Pte::None => unreachable!("next_mapped never yields None entries"),
-                    Pte::Present { frame, flags } => {
-                        census.present += 1;
-                        let m = frame::meta(frame);
-                        if m.mapcount() == 0 || m.refcount() < m.mapcount() {
-                            return Err(bad(va, "present entry: refcount >= mapcount >= 1 broken"));
-                        }
-                        if flags.contains(PageTableFlags::WRITABLE)
-                            && vma.sharing == Sharing::Private
-                            && !m.flags().contains(FrameFlags::ANON_EXCLUSIVE)
-                        {
-                            return Err(bad(
-                                va,
-                                "writable anonymous entry whose frame is not anon-exclusive (I4)",
-                            ));
-                        }
-                        if flags.contains(PageTableFlags::WRITABLE)
-                            && !vma.prot.contains(Prot::WRITE)
-                        {
-                            return Err(bad(va, "writable entry in a VMA without PROT_WRITE"));
-                        }
-                    }
-                    Pte::DeviceExclusive { frame } => {
-                        census.exclusive += 1;
-                        let m = frame::meta(frame);
-                        if m.mapcount() != 1 || !m.flags().contains(FrameFlags::ANON) {
-                            return Err(bad(
-                                va,
-                                "exclusive entry must map an anonymous frame with mapcount 1 (I1)",
-                            ));
-                        }
-                        if m.refcount() < m.mapcount() {
-                            return Err(bad(va, "exclusive entry: refcount < mapcount (I5)"));
-                        }
-                    }
-                }
-                from = va + PAGE_SIZE;
-            }
-            Ok(census)
-        })
     }
 }
 
@@ -638,84 +340,6 @@ impl Inner {
         gather.finish();
         Ok(())
     }
-
-    /// Make the entry at `page` allow `access`, per `vma` (already checked).
-    pub(super) fn fix_entry(
-        &mut self,
-        subscribers: &Subscribers,
-        vma: &Vma,
-        page: VirtAddr,
-        access: Access,
-    ) -> Result<Fix, FixError> {
-        let mut cursor = self.table.cursor(page, page + PAGE_SIZE)?;
-        match cursor.query(page)? {
-            // Linux `do_anonymous_page`. (Linux maps a shared zero page for a read fault;
-            // we always allocate, which keeps every anonymous frame anon-exclusive.)
-            Pte::None => {
-                let frame = Frame::alloc_zeroed()?;
-                frame
-                    .meta()
-                    .set_flags(FrameFlags::ANON | FrameFlags::ANON_EXCLUSIVE);
-                cursor.map(page, frame, vma.pte_flags(true))?;
-                Ok(Fix::DemandZero)
-            }
-            Pte::Present { frame, flags } => {
-                let writable = flags.contains(PageTableFlags::WRITABLE);
-                if access != Access::Write || writable || vma.sharing == Sharing::Shared {
-                    if access == Access::Write && !writable {
-                        // Shared mapping made read-only by an old mprotect: re-flag.
-                        cursor.protect(page, vma.pte_flags(true))?;
-                    }
-                    // The entry already allows it: a stale TLB entry.
-                    crate::mm::tlb::flush_page(page);
-                    return Ok(Fix::Spurious);
-                }
-                // Linux `do_wp_page`: reuse if we are the only user, else copy.
-                let meta = frame::meta(frame);
-                if meta.mapcount() == 1 && meta.refcount() == 1 {
-                    meta.set_flags(FrameFlags::ANON_EXCLUSIVE);
-                    cursor.replace(
-                        page,
-                        Pte::Present {
-                            frame,
-                            flags: vma.pte_flags(true),
-                        },
-                    )?;
-                    return Ok(Fix::CowReuse);
-                }
-                // Allocate first: if that fails, nothing has changed.
-                let copy = Frame::alloc()?;
-                let old = mapped(frame);
-                copy.copy_from(&old);
-                copy.meta()
-                    .set_flags(FrameFlags::ANON | FrameFlags::ANON_EXCLUSIVE);
-                // The old frame loses one mapping; its other users keep it.
-                // Devices must drop the old frame before the entry moves to the copy
-                // (Linux `wp_page_copy` sends MMU_NOTIFY_CLEAR): the gather does that.
-                let clear = Invalidation {
-                    subscribers,
-                    event: NotifyEvent::Clear,
-                    owner: None,
-                };
-                let mut gather = Gather::begin(&clear, page, page + PAGE_SIZE);
-                cursor.exchange(page, copy, vma.pte_flags(true), &mut gather)?;
-                drop(cursor);
-                gather.finish();
-                Ok(Fix::CowCopy)
-            }
-            // Linux `remove_device_exclusive_entry`: may sleep, so the caller does it.
-            Pte::DeviceExclusive { frame } => Err(FixError::Exclusive(frame)),
-        }
-    }
-}
-
-/// A new reference to the frame of an entry we just read under the address-space lock.
-/// The entry holds a reference, so the frame is in use: `try_get` cannot fail unless
-/// the page tables are corrupt (a kernel bug, reported by name).
-pub(super) fn mapped(frame: PhysFrame) -> Frame {
-    Frame::try_get(frame).unwrap_or_else(|| {
-        panic!("vm: a page-table entry maps {frame:?}, whose reference count is 0")
-    })
 }
 
 /// [start, start + len) as an end address; page-aligned start, non-zero length, inside

@@ -1,4 +1,5 @@
-//! Device-exclusive access (SPEC-device-exclusive.md; Linux `make_device_exclusive` in
+//! Device-exclusive access (docs chapter 7, with its states, invariants and scenarios;
+//! Linux `make_device_exclusive` in
 //! mm/rmap.c and `remove_device_exclusive_entry` in mm/memory.c, v6.15+).
 //!
 //! A device that wants to do atomic operations on a page of process memory asks for
@@ -20,7 +21,8 @@ use alloc::sync::Arc;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
-use super::address_space::{mapped, restored_flags, AddressSpace, Fix};
+use super::address_space::{restored_flags, AddressSpace};
+use super::fault::{mapped, Fix};
 use super::notifier::{NotifyEvent, Owner};
 use super::vma::{Prot, Sharing};
 use super::{Access, FaultOutcome, Privilege};

@@ -18,7 +18,8 @@ use core::ops::ControlFlow;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
-use super::address_space::{mapped, restored_flags, AddressSpace, FixError, Inner};
+use super::address_space::{restored_flags, AddressSpace, Inner};
+use super::fault::{mapped, FixError};
 use super::notifier::NotifyEvent;
 use super::vma::{Prot, Sharing, Vma};
 use super::Access;

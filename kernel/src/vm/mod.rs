@@ -7,16 +7,17 @@
 
 pub mod address_space;
 pub mod exclusive;
+mod fault;
 mod fork;
+mod invariants;
 pub mod notifier;
 pub mod uaccess;
 pub mod vma;
 
-pub use address_space::{
-    Access, AddressSpace, BadAccessReason, Census, FaultOutcome, Fix, KernelBug, Placement,
-    Privilege,
-};
+pub use address_space::{AddressSpace, Placement};
 pub use exclusive::{ExclusiveError, ExclusiveFrame};
+pub use fault::{Access, BadAccessReason, FaultOutcome, Fix, KernelBug, Privilege};
+pub use invariants::{Census, InvariantViolation};
 pub use notifier::{MmuNotifier, NotifyEvent, Owner, SubscriptionId};
 pub use vma::{Prot, Sharing, Vma};
 
