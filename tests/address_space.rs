@@ -496,3 +496,54 @@ fn vma_limit_is_max_map_count() {
     }
     assert_eq!(free_frames(), base, "frames leaked");
 }
+
+/// The hardware's accessed and dirty bits survive every rewrite of an entry: mprotect
+/// to read-only and back, and the copy-on-write reuse after fork (Linux `pte_modify`
+/// keeps them). They are the only record that a page was used or written.
+#[test_case]
+fn accessed_and_dirty_bits_survive_rewrites() {
+    use x86_64::structures::paging::PageTableFlags as F;
+    let base = free_frames();
+    {
+        let a = AddressSpace::new().unwrap();
+        let start = a
+            .map_anonymous(Placement::Anywhere, PAGE, RW, Sharing::Private)
+            .unwrap();
+        with_active(&a, || {
+            // SAFETY: inside a RW anonymous VMA of the active address space.
+            unsafe { start.as_mut_ptr::<u64>().write_volatile(7) };
+        });
+        let bits = |a: &AddressSpace| match a.query(start) {
+            Pte::Present { flags, .. } => flags & (F::ACCESSED | F::DIRTY),
+            other => panic!("expected a present entry, got {other:?}"),
+        };
+        assert_eq!(
+            bits(&a),
+            F::ACCESSED | F::DIRTY,
+            "the CPU's write set A and D"
+        );
+        a.mprotect(start, PAGE, Prot::READ).unwrap();
+        serial_println!("# after mprotect(READ): {:?}", bits(&a));
+        assert_eq!(
+            bits(&a),
+            F::ACCESSED | F::DIRTY,
+            "mprotect(READ) dropped A/D"
+        );
+        a.mprotect(start, PAGE, RW).unwrap();
+        assert_eq!(bits(&a), F::ACCESSED | F::DIRTY, "mprotect(RW) dropped A/D");
+        // fork, the child goes away, the parent's write reuses the frame (CowReuse).
+        drop(a.fork().unwrap());
+        assert_eq!(
+            a.handle_fault(start, Access::Write, Privilege::User),
+            FaultOutcome::Fixed(Fix::CowReuse)
+        );
+        serial_println!("# after the copy-on-write reuse: {:?}", bits(&a));
+        assert_eq!(
+            bits(&a),
+            F::ACCESSED | F::DIRTY,
+            "the COW reuse dropped A/D"
+        );
+        check(&a);
+    }
+    assert_eq!(free_frames(), base, "frames leaked");
+}

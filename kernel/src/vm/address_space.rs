@@ -11,7 +11,7 @@ use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
 use super::notifier::{Invalidation, MmuNotifier, NotifyEvent, Owner, Subscribers, SubscriptionId};
-use super::vma::{Prot, Sharing, SplitFor, Vma, VmaList};
+use super::vma::{FrameUse, Prot, Sharing, SplitFor, Vma, VmaList, HW_BITS};
 use crate::mm::frame::{self, FrameFlags};
 use crate::mm::gather::Gather;
 use crate::mm::page_table::{PageTable, RootRef, USER_END};
@@ -207,13 +207,13 @@ impl AddressSpace {
             for vma in vmas.iter().filter(|v| v.start < end && v.end > start) {
                 let mut cursor = table.cursor(vma.start.max(start), vma.end.min(end))?;
                 cursor.update_each(vma.start.max(start), |_, pte| match pte {
-                    Pte::Present { frame, .. } => {
+                    Pte::Present { frame, flags } => {
                         let exclusive = frame::meta(frame)
                             .flags()
                             .contains(FrameFlags::ANON_EXCLUSIVE);
                         ControlFlow::Continue(Some(Pte::Present {
                             frame,
-                            flags: vma.pte_flags(exclusive),
+                            flags: vma.pte_flags(FrameUse::of(exclusive)) | (flags & HW_BITS),
                         }))
                     }
                     // Writability of an exclusive entry is decided when it is restored.
@@ -278,7 +278,7 @@ impl AddressSpace {
 /// The flags of a present entry that replaces a device-exclusive one: writable iff the
 /// VMA is writable and the frame is anon-exclusive; dirty iff the frame is dirty.
 pub(super) fn restored_flags(vma: &Vma, frame: PhysFrame, anon_exclusive: bool) -> PageTableFlags {
-    let mut flags = vma.pte_flags(anon_exclusive);
+    let mut flags = vma.pte_flags(FrameUse::of(anon_exclusive));
     if frame::meta(frame).flags().contains(FrameFlags::DIRTY) {
         flags |= PageTableFlags::DIRTY;
     }

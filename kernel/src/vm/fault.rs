@@ -8,7 +8,7 @@ use x86_64::VirtAddr;
 
 use super::address_space::{AddressSpace, Inner};
 use super::notifier::{Invalidation, NotifyEvent, Subscribers};
-use super::vma::{Prot, Sharing, Vma};
+use super::vma::{FrameUse, Prot, Sharing, Vma, HW_BITS};
 use crate::mm::frame::{self, Frame, FrameFlags};
 use crate::mm::gather::Gather;
 use crate::mm::page_table::USER_END;
@@ -237,7 +237,7 @@ impl Inner {
                 frame
                     .meta()
                     .set_flags(FrameFlags::ANON | FrameFlags::ANON_EXCLUSIVE);
-                cursor.map(page, frame, vma.pte_flags(true))?;
+                cursor.map(page, frame, vma.pte_flags(FrameUse::Exclusive))?;
                 Ok(Fix::DemandZero)
             }
             Pte::Present { frame, flags } => {
@@ -245,7 +245,8 @@ impl Inner {
                 if access != Access::Write || writable || vma.sharing == Sharing::Shared {
                     if access == Access::Write && !writable {
                         // Shared mapping made read-only by an old mprotect: re-flag.
-                        cursor.protect(page, vma.pte_flags(true))?;
+                        let keep = flags & HW_BITS;
+                        cursor.protect(page, vma.pte_flags(FrameUse::Exclusive) | keep)?;
                     }
                     // The entry already allows it: a stale TLB entry.
                     crate::mm::tlb::flush_page(page);
@@ -259,7 +260,7 @@ impl Inner {
                         page,
                         Pte::Present {
                             frame,
-                            flags: vma.pte_flags(true),
+                            flags: vma.pte_flags(FrameUse::Exclusive) | (flags & HW_BITS),
                         },
                     )?;
                     return Ok(Fix::CowReuse);
@@ -279,7 +280,7 @@ impl Inner {
                     owner: None,
                 };
                 let mut gather = Gather::begin(&clear, page, page + PAGE_SIZE);
-                cursor.exchange(page, copy, vma.pte_flags(true), &mut gather)?;
+                cursor.exchange(page, copy, vma.pte_flags(FrameUse::Exclusive), &mut gather)?;
                 drop(cursor);
                 gather.finish();
                 Ok(Fix::CowCopy)

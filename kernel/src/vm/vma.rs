@@ -71,14 +71,14 @@ impl Vma {
     /// Leaf flags for a page of this VMA. `writable_ok` says whether the frame may be
     /// written without a copy (it is ours alone); a writable VMA whose frame is shared
     /// gets a read-only entry, and the first write breaks copy-on-write.
-    pub fn pte_flags(&self, writable_ok: bool) -> PageTableFlags {
+    pub fn pte_flags(&self, frame: FrameUse) -> PageTableFlags {
         if self.prot.is_empty() {
             // x86 has no "present but inaccessible" for ring 3 other than leaving out the
             // USER bit: any user access then faults, and the fault path refuses it.
             return PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE;
         }
         let mut flags = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
-        if self.prot.contains(Prot::WRITE) && writable_ok {
+        if self.prot.contains(Prot::WRITE) && frame == FrameUse::Exclusive {
             flags |= PageTableFlags::WRITABLE;
         }
         if !self.prot.contains(Prot::EXEC) {
@@ -109,6 +109,31 @@ pub enum SplitFor {
     /// of a VMA adds one.
     Removal,
 }
+
+/// Whether the frame behind an entry belongs to this mapping alone (anon-exclusive:
+/// the entry may be writable) or is shared copy-on-write (read-only until a write
+/// fault copies or reuses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameUse {
+    Exclusive,
+    Shared,
+}
+
+impl FrameUse {
+    /// From the frame's anon-exclusive flag.
+    pub fn of(anon_exclusive: bool) -> FrameUse {
+        if anon_exclusive {
+            FrameUse::Exclusive
+        } else {
+            FrameUse::Shared
+        }
+    }
+}
+
+/// The hardware's accessed and dirty bits: kept across every rewrite of an entry
+/// (Linux rebuilds entries with `pte_modify`, which keeps them), because they are the
+/// only record that a page was used or written.
+pub const HW_BITS: PageTableFlags = PageTableFlags::ACCESSED.union(PageTableFlags::DIRTY);
 
 /// The sorted, non-overlapping VMAs of one address space.
 ///

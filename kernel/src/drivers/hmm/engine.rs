@@ -4,7 +4,7 @@
 //! through the physical-memory window.
 #![forbid(unsafe_code)]
 
-use crate::mm::frame::Frame;
+use crate::mm::frame::{Frame, FrameFlags};
 
 use super::*;
 
@@ -98,13 +98,19 @@ impl HostMemory for PhysMemory {
         user_frame(pfn).read_at(offset, buf);
     }
 
+    /// A device write dirties the frame, as a CPU write sets the entry's dirty bit
+    /// (the flag travels back into the entry when an exclusive entry is restored).
     fn write(&mut self, pfn: u64, offset: usize, data: &[u8]) {
-        user_frame(pfn).write_at(offset, data);
+        let frame = user_frame(pfn);
+        frame.write_at(offset, data);
+        frame.meta().set_flags(FrameFlags::DIRTY);
     }
 
     fn atomic_add_u32(&mut self, pfn: u64, offset: usize, value: i32) {
         // An atomic add, so a concurrent CPU increment is never lost.
-        user_frame(pfn).atomic_add_u32(offset, value as u32);
+        let frame = user_frame(pfn);
+        frame.atomic_add_u32(offset, value as u32);
+        frame.meta().set_flags(FrameFlags::DIRTY);
     }
 }
 
@@ -151,6 +157,53 @@ pub(super) fn device_maps_frame(frame: PhysFrame) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// How many times a page request is retried while its entry keeps changing.
+const BUSY_RETRIES: usize = 64;
+
+/// Fault the page at `va` in for the device's access (Linux `hmm_range_fault` with
+/// HMM_PFN_REQ_FAULT), mapping refusals to the device's errors as Linux's dmirror does.
+fn fault_in(
+    aspace: &AddressSpace,
+    va: VirtAddr,
+    access: CpuAccess,
+) -> Result<(), PageRequestError> {
+    match aspace.handle_fault(va, access, Privilege::Kernel) {
+        FaultOutcome::Fixed(_) => Ok(()),
+        FaultOutcome::OutOfMemory => Err(PageRequestError::NoMemory),
+        FaultOutcome::Killed => Err(PageRequestError::Fault),
+        FaultOutcome::BadAccess(crate::vm::BadAccessReason::NotMapped) => {
+            Err(PageRequestError::Fault)
+        }
+        // Linux `hmm_vma_walk_test`: a VMA without read permission (PROT_NONE) is
+        // -EFAULT for any access; a write to a readable, read-only VMA is -EPERM.
+        FaultOutcome::BadAccess(crate::vm::BadAccessReason::Protection { prot })
+            if !prot.contains(crate::vm::Prot::READ) =>
+        {
+            Err(PageRequestError::Fault)
+        }
+        FaultOutcome::BadAccess(_) => Err(PageRequestError::Permission),
+        FaultOutcome::KernelBug(_) => Err(PageRequestError::Fault),
+    }
+}
+
+/// The translation the device may install for `va`, if the entry (just faulted in)
+/// still allows `access`; `None` if it changed meanwhile.
+fn translation(aspace: &AddressSpace, va: VirtAddr, access: Access) -> Option<Translation> {
+    match aspace.query(va) {
+        Pte::Present { frame, flags } => {
+            let writable = flags.contains(x86_64::structures::paging::PageTableFlags::WRITABLE);
+            if access == Access::Write && !writable {
+                return None;
+            }
+            Some(Translation {
+                pfn: frame.start_address().as_u64() / PAGE_SIZE,
+                perm: if writable { Perm::Write } else { Perm::Read },
+            })
+        }
+        Pte::None | Pte::DeviceExclusive { .. } => None,
+    }
 }
 
 /// The driver's answers to the device's page requests (Linux `dmirror_fault` and
@@ -220,6 +273,11 @@ impl HostPages<'_> {
                     ExclusiveError::Killed => PageRequestError::Fault,
                 })?;
             let pfn = guard.frame().start_address().as_u64() / PAGE_SIZE;
+            // No memory to remember the guard: dropping it unlocks the frame now, which
+            // only lets a waiting CPU fault in a little early (it revokes us anyway).
+            if self.held.try_reserve(1).is_err() {
+                return Err(PageRequestError::NoMemory);
+            }
             self.held.push((ctx.0, vpn, guard));
             return Ok(Translation {
                 pfn,
@@ -231,36 +289,18 @@ impl HostPages<'_> {
         } else {
             CpuAccess::Read
         };
-        match aspace.handle_fault(va, cpu_access, Privilege::Kernel) {
-            FaultOutcome::Fixed(_) => {}
-            FaultOutcome::OutOfMemory => return Err(PageRequestError::NoMemory),
-            FaultOutcome::Killed => return Err(PageRequestError::Fault),
-            FaultOutcome::BadAccess(crate::vm::BadAccessReason::NotMapped) => {
-                return Err(PageRequestError::Fault)
+        // Linux `hmm_range_fault` retries while the range keeps changing (-EBUSY): the
+        // entry may change between the fault-in and the look-up (another process, a
+        // CPU fault restoring it). Retry a bounded number of times, letting the racer
+        // run in between; only a range that never settles is Busy for the device.
+        for _ in 0..BUSY_RETRIES {
+            fault_in(&aspace, va, cpu_access)?;
+            if let Some(t) = translation(&aspace, va, access) {
+                return Ok(t);
             }
-            // Linux `hmm_vma_walk_test`: a VMA without read permission (PROT_NONE) is
-            // -EFAULT for any access; a write to a readable, read-only VMA is -EPERM.
-            FaultOutcome::BadAccess(crate::vm::BadAccessReason::Protection { prot })
-                if !prot.contains(crate::vm::Prot::READ) =>
-            {
-                return Err(PageRequestError::Fault)
-            }
-            FaultOutcome::BadAccess(_) => return Err(PageRequestError::Permission),
-            FaultOutcome::KernelBug(_) => return Err(PageRequestError::Busy),
+            sched::yield_now();
         }
-        match aspace.query(va) {
-            Pte::Present { frame, flags } => {
-                let writable = flags.contains(x86_64::structures::paging::PageTableFlags::WRITABLE);
-                if access == Access::Write && !writable {
-                    return Err(PageRequestError::Busy); // changed under us: the device retries
-                }
-                Ok(Translation {
-                    pfn: frame.start_address().as_u64() / PAGE_SIZE,
-                    perm: if writable { Perm::Write } else { Perm::Read },
-                })
-            }
-            Pte::None | Pte::DeviceExclusive { .. } => Err(PageRequestError::Busy),
-        }
+        Err(PageRequestError::Busy)
     }
 
     /// The device installed the answer for (ctx, vpn): unlock the frame (or keep it
