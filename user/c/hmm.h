@@ -3,8 +3,8 @@
  * (/dev/hmm_dmirror0 and /dev/hmm_dmirror1). Static inline only, like ktest.h, which it
  * includes.
  *
- * The ioctl interface is Linux's lib/test_hmm_uapi.h (DESIGN.md section 4) plus our
- * ATOMIC_ADD:
+ * The ioctl interface is Linux's lib/test_hmm_uapi.h plus our ATOMIC_ADD (what the
+ * operations mean: docs chapters 7.10 and 9):
  *
  *   struct hmm_dmirror_cmd { u64 addr; u64 ptr; u64 npages; u64 cpages; u64 faults; }
  *   READ            device reads [addr, +npages pages) into ptr
@@ -16,6 +16,12 @@
  *   CHECK_EXCLUSIVE -EPERM while any page of the range is still atomic-mapped in the device
  *   ATOMIC_ADD      the device adds (int32_t)ptr to every 32-bit word of every page, taking
  *                   exclusive access first where it lacks it (faults = page requests)
+ *
+ * Errors (-errno): EINVAL a bad range (npages 0 or too many, an unaligned addr) or an
+ * unknown request; EFAULT an unmapped address or a bad pointer; EPERM a protection error
+ * (for example a device write to a read-only VMA, or EXCLUSIVE on one); EOPNOTSUPP
+ * EXCLUSIVE on memory that is not private anonymous (MAP_SHARED); EBUSY the device could
+ * not get a page after repeated requests; ENOMEM no memory.
  *
  * cpages and faults are outputs only: the driver zeroes them first, as Linux's does, so
  * whatever the caller leaves there (Linux's hmm-tests leaves them uninitialised) is harmless.

@@ -11,6 +11,7 @@ use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
 use super::notifier::{Invalidation, MmuNotifier, NotifyEvent, Owner, Subscribers, SubscriptionId};
+use super::shmem::{ShmKey, ShmObject};
 use super::vma::{FrameUse, Prot, Sharing, SplitFor, Vma, VmaList, HW_BITS};
 use crate::mm::frame::{self, FrameFlags};
 use crate::mm::gather::Gather;
@@ -44,6 +45,25 @@ pub enum Placement {
 pub(super) struct Inner {
     pub(super) table: PageTable,
     pub(super) vmas: VmaList,
+    /// The shared-memory objects the VMAs use (by id; see `vm::shmem`).
+    pub(super) shm: Vec<Arc<ShmObject>>,
+}
+
+impl Inner {
+    /// The object behind a shared VMA.
+    pub(super) fn shm_object(&self, key: ShmKey) -> &Arc<ShmObject> {
+        self.shm
+            .iter()
+            .find(|o| o.id() == key.id)
+            .expect("vm: a shared VMA names an object its address space does not hold")
+    }
+
+    /// Forget objects no VMA uses any more (their frames go with the last user).
+    fn drop_unused_shm(&mut self) {
+        let vmas = &self.vmas;
+        self.shm
+            .retain(|o| vmas.iter().any(|v| v.shm.is_some_and(|k| k.id == o.id())));
+    }
 }
 
 /// One address space: the lower half of a page table and its VMAs, behind a lock, and
@@ -74,6 +94,7 @@ impl AddressSpace {
                 Inner {
                     table,
                     vmas: VmaList::new(),
+                    shm: Vec::new(),
                 },
             ),
             subscribers: Subscribers::new(),
@@ -172,13 +193,31 @@ impl AddressSpace {
                     .find_gap(len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_TOP))
                     .ok_or(MmError::NoMemory)?,
             };
-            inner.vmas.insert(Vma {
+            // Shared anonymous memory gets its object now (Linux `shmem_zero_setup`).
+            let shm = match sharing {
+                Sharing::Shared => {
+                    inner.shm.try_reserve(1).map_err(|_| MmError::NoMemory)?;
+                    let object = ShmObject::new()?;
+                    let key = ShmKey {
+                        id: object.id(),
+                        origin: start,
+                    };
+                    inner.shm.push(object);
+                    Some(key)
+                }
+                Sharing::Private => None,
+            };
+            let inserted = inner.vmas.insert(Vma {
                 start,
                 end: start + len,
                 prot,
                 sharing,
-            })?;
-            Ok(start)
+                shm,
+            });
+            if inserted.is_err() {
+                inner.drop_unused_shm();
+            }
+            inserted.map(|()| start)
         })
     }
 
@@ -202,7 +241,7 @@ impl AddressSpace {
             inner.vmas.split_range(start, end, SplitFor::Change)?;
             inner.vmas.set_prot(start, end, prot);
             // One pass over the entries of each VMA in the range.
-            let Inner { table, vmas } = inner;
+            let Inner { table, vmas, .. } = inner;
             // (set_prot may have merged them with neighbours: clamp to the range.)
             for vma in vmas.iter().filter(|v| v.start < end && v.end > start) {
                 let mut cursor = table.cursor(vma.start.max(start), vma.end.min(end))?;
@@ -315,7 +354,10 @@ impl Inner {
     ) -> Result<(), MmError> {
         self.vmas.split_range(start, end, SplitFor::Removal)?;
         self.vmas.remove_range(start, end);
-        self.zap_entries(subscribers, start, end, NotifyEvent::Unmap)
+        let zapped = self.zap_entries(subscribers, start, end, NotifyEvent::Unmap);
+        // After the entries: an object's frames go only once nothing maps them.
+        self.drop_unused_shm();
+        zapped
     }
 
     /// Remove every entry of [start, end) through the one unmap path (`mm::gather`):

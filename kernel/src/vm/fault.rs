@@ -86,6 +86,8 @@ pub enum KernelBug {
 pub enum Fix {
     /// A zero-filled frame was mapped (first touch).
     DemandZero,
+    /// A shared mapping's page was mapped from its shared-memory object.
+    SharedPage,
     /// A shared frame was copied for a write (copy-on-write, copy case).
     CowCopy,
     /// A write to a read-only entry whose frame had no other user: made writable.
@@ -228,10 +230,24 @@ impl Inner {
         page: VirtAddr,
         access: Access,
     ) -> Result<Fix, FixError> {
+        // A shared mapping's page lives in its object (`vm::shmem`), found before the
+        // cursor borrows the table.
+        let shared_page = vma.shm.map(|k| (self.shm_object(k).clone(), k.index(page)));
         let mut cursor = self.table.cursor(page, page + PAGE_SIZE)?;
         match cursor.query(page)? {
             // Linux `do_anonymous_page`. (Linux maps a shared zero page for a read fault;
             // we always allocate, which keeps every anonymous frame anon-exclusive.)
+            // Linux `shmem_fault`: the object's page, allocated on first touch by any
+            // process that shares it.
+            Pte::None if shared_page.is_some() => {
+                let (object, index) = shared_page.expect("checked by the guard");
+                cursor.map(
+                    page,
+                    object.page(index)?,
+                    vma.pte_flags(FrameUse::Exclusive),
+                )?;
+                Ok(Fix::SharedPage)
+            }
             Pte::None => {
                 let frame = Frame::alloc_zeroed()?;
                 frame

@@ -5,6 +5,9 @@
 //! +1, anon-exclusive cleared): the first write on either side copies or reuses the
 //! frame. Shared mappings stay shared and writable.
 //!
+//! Shared mappings share their `vm::shmem` object: the child's first touch of a page
+//! finds the same frame as the parent's, so nothing needs populating here.
+//!
 //! A device-exclusive entry is restored in place in the parent first (Linux
 //! `copy_nonpresent_pte` + `try_restore_exclusive_pte`), so the child never gets one
 //! (invariant I2). That needs the frame lock; if a driver holds it, fork drops the
@@ -13,16 +16,14 @@
 #![forbid(unsafe_code)]
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::ops::ControlFlow;
 use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
 use super::address_space::{restored_flags, AddressSpace, Inner};
-use super::fault::{mapped, FixError};
+use super::fault::mapped;
 use super::notifier::NotifyEvent;
 use super::vma::{Prot, Sharing, Vma};
-use super::Access;
 use crate::mm::frame::{self, Frame, FrameFlags};
 use crate::mm::page_table::{Cursor, USER_END};
 use crate::mm::pte::Pte;
@@ -42,7 +43,6 @@ impl AddressSpace {
     /// `Killed` if the caller was sent SIGKILL while waiting for a frame lock.
     pub fn fork(&self) -> Result<Arc<AddressSpace>, MmError> {
         let child = AddressSpace::new()?;
-        self.populate_shared()?;
         let mut resume = VirtAddr::new(0);
         let mut pass = Pass::First;
         while let Some(busy) = self.copy_pass(&child, &mut resume, pass)? {
@@ -56,39 +56,6 @@ impl AddressSpace {
         #[cfg(debug_assertions)]
         self.check_after_fork(&child);
         Ok(child)
-    }
-
-    /// Shared anonymous memory must be the same frames in both: give every page of a
-    /// shared VMA its frame now, so a page first touched after fork is not demand-zeroed
-    /// separately on each side. (Linux backs such VMAs with one shmem object; there is
-    /// no page cache yet, so this costs the whole VMA at fork time.)
-    fn populate_shared(&self) -> Result<(), MmError> {
-        self.with(|parent| {
-            let shared: Vec<Vma> = parent
-                .vmas
-                .iter()
-                .filter(|v| v.sharing == Sharing::Shared)
-                .copied()
-                .collect();
-            for vma in shared {
-                let mut page = vma.start;
-                while page < vma.end {
-                    let empty =
-                        parent.table.cursor(page, page + PAGE_SIZE)?.query(page)? == Pte::None;
-                    if empty {
-                        match parent.fix_entry(&self.subscribers, &vma, page, Access::Read) {
-                            Ok(_) => {}
-                            Err(FixError::Mm(e)) => return Err(e),
-                            Err(FixError::Exclusive(_)) => {
-                                unreachable!("fork: shared VMAs have no exclusive entries")
-                            }
-                        }
-                    }
-                    page += PAGE_SIZE;
-                }
-            }
-            Ok(())
-        })
     }
 
     /// One pass under the parent's lock, from `resume` on: devices lose write access to
@@ -116,8 +83,13 @@ impl AddressSpace {
             let kid = &mut *guard;
             if pass == Pass::First {
                 kid.vmas = parent.vmas.try_clone()?;
+                // Shared memory: the child maps the same objects (nothing populated).
+                kid.shm
+                    .try_reserve_exact(parent.shm.len())
+                    .map_err(|_| MmError::NoMemory)?;
+                kid.shm.extend(parent.shm.iter().cloned());
             }
-            let Inner { table, vmas } = parent;
+            let Inner { table, vmas, .. } = parent;
             let mut pc = table.cursor(VirtAddr::new(0), VirtAddr::new(USER_END))?;
             let mut cc = kid
                 .table

@@ -11,6 +11,7 @@ mod fault;
 mod fork;
 mod invariants;
 pub mod notifier;
+pub mod shmem;
 pub mod uaccess;
 pub mod vma;
 

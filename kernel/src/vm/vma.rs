@@ -38,6 +38,8 @@ pub struct Vma {
     pub end: VirtAddr,
     pub prot: Prot,
     pub sharing: Sharing,
+    /// Shared mappings: the shared-memory object behind the pages (`vm::shmem`).
+    pub shm: Option<super::shmem::ShmKey>,
 }
 
 impl Vma {
@@ -90,7 +92,10 @@ impl Vma {
 
     /// Whether two VMAs side by side may become one.
     fn can_merge(&self, next: &Vma) -> bool {
-        self.end == next.start && self.prot == next.prot && self.sharing == next.sharing
+        self.end == next.start
+            && self.prot == next.prot
+            && self.sharing == next.sharing
+            && self.shm == next.shm
     }
 }
 

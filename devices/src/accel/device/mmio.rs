@@ -1,7 +1,7 @@
 //! The BAR0 register file: the MMIO interface of [`Accelerator`] (layout and bit values in
-//! [`regs`]). A driver that only has BAR0 can do everything the methods of the device do: fill
-//! the command slot and submit it, ring the doorbell, take a completion into the CPL registers,
-//! move data through the DATA window, and mask and acknowledge interrupts. Also here: the
+//! [`regs`]). Through it a driver fills the command slot and submits it (CMD_SUBMIT), rings the
+//! doorbell, takes a completion into the CPL registers (CPL_TAKE), moves data through the DATA
+//! window, masks and acknowledges interrupts, and reads the status registers. Also here: the
 //! interrupt state ([`Accelerator::interrupt_pending`]) and [`MmioError`].
 
 use alloc::vec::Vec;
@@ -68,8 +68,9 @@ struct CompletionLatch {
     error_va: u64,
 }
 
-/// BAR0 state that is not derived from the rest of the device. The engine sets `doorbell`,
-/// `last_error` and (through [`Accelerator::raise`]) `int_cause`; the rest is this module's.
+/// BAR0 state that is not derived from the rest of the device. Four fields are seen outside this
+/// module: the engine clears `doorbell` and sets `last_error` (and `int_cause`, through
+/// [`Accelerator::raise`]); the `Debug` of [`Accelerator`] shows `int_cause` and `int_mask`.
 #[derive(Clone, Debug)]
 pub(super) struct Registers {
     pub(super) int_cause: u32,
