@@ -89,7 +89,10 @@ if [ ! -x "$PROG" ]; then
     exit 1
 fi
 
-echo "[golden] exdemo as /init: $KERNEL"
+if [ ! -f "$KERNEL" ]; then
+    echo "golden-exdemo: no kernel at $KERNEL (run cargo build)" >&2
+fi
+echo "[golden] exdemo as /init: ${KERNEL#"$ROOT"/}"
 "$ROOT/run-qemu.sh" "$KERNEL" --init "$PROG" </dev/null >"$LOG" 2>&1
 rc=$?
 check "exdemo exits 0 (run-qemu.sh status $rc)" "$([ "$rc" = 0 ] && echo 0 || echo 1)"

@@ -2,10 +2,12 @@
 # Run every test suite: host tests, then every QEMU test kernel. Keeps going after a
 # failure so one run shows everything, prints a summary, exits non-zero if anything failed.
 #
-#   host : cargo test of devices/ (the device model) and boot/ (the runner), and the user
+#   host : cargo test of devices/ (the device model) and boot/ (the runner); the docs'
+#          notifier-event tables against the code (scripts/check-notify-events.sh); the user
 #          programs run on Linux itself (they are ordinary static Linux executables)
 #   qemu : cargo test of the kernel (its in-kernel unit tests and every tests/*.rs kernel),
 #          then every user test program (target/user/bin/t_*) as /init of its own boot,
+#          then exdemo against its golden output and docs chapter 7 (scripts/golden-exdemo.sh),
 #          then Linux's own hmm-tests.c (musl and glibc builds) as /init
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +28,8 @@ step "lint: clippy -D warnings" make --no-print-directory lint
 # Host crates are built from / so the repo's bare-metal .cargo/config.toml does not apply.
 step "host: devices" bash -c "cd / && cargo +nightly test --manifest-path '$ROOT/devices/Cargo.toml' --target-dir '$ROOT/target/host'"
 step "host: boot (runner)" bash -c "cd / && cargo +nightly test --release --manifest-path '$ROOT/boot/Cargo.toml' --target-dir '$ROOT/target/boot'"
+# Every MMU-notifier event the kernel sends has its row in the docs' event tables.
+step "host: notify events in the docs" bash scripts/check-notify-events.sh
 # User programs (Rust and C) and the default initramfs the kernels boot with.
 step "build: user programs + initramfs" bash scripts/build-user.sh
 step "host: user programs on Linux" bash user/host-test.sh
@@ -33,6 +37,8 @@ step "host: user programs on Linux" bash user/host-test.sh
 step "qemu: kernel test kernels" cargo test --no-fail-fast
 # Every user test program as /init of its own boot (exit status + leak check).
 step "qemu: user test programs" bash scripts/user-tests.sh
+# exdemo's output (masked) against tests/golden/exdemo.txt and docs chapter 7's trace.
+step "qemu: golden exdemo" bash scripts/golden-exdemo.sh
 # Linux's own hmm-tests, unmodified, with musl and glibc (fetches linux-source-6.12).
 step "qemu: Linux hmm-tests" bash scripts/hmm-tests.sh
 

@@ -1,6 +1,8 @@
-//! Device-exclusive entries inside the kernel (SPEC-device-exclusive.md): the PTE kinds
-//! after each step, refcount and mapcount, notifier events and owner filtering, and the
-//! invariants. The device itself is played by a test notifier that records events.
+//! Device-exclusive entries inside the kernel: the PTE kinds after each step, refcount
+//! and mapcount, notifier events and owner filtering, and the invariants. The scenario
+//! ids (S-R4, S-F1, ...) and invariants (I1-I6) are those of docs chapter 9
+//! (docs/09-device-exclusive-spec.md), whose table lists these tests. The device itself
+//! is played by a test notifier that records events.
 #![no_std]
 #![no_main]
 #![feature(custom_test_frameworks)]

@@ -3,7 +3,7 @@
  * every user/c/NAME.c is compiled alone with `musl-gcc -static -O2`).
  *
  * The programs are ordinary Linux x86-64 programs that stay inside memkernel's syscall
- * subset (DESIGN.md section 4, plus sysinfo 99 and uname 63). To be sure of which
+ * subset (the system-call table of docs chapter 5.9). To be sure of which
  * syscalls run, the helpers below issue them directly with the `syscall` instruction
  * and return Linux's raw convention: a result >= 0, or -errno. In particular:
  *

@@ -1,5 +1,6 @@
 /*
- * t_hmm_exclusive - device-exclusive access in one process (SPEC-device-exclusive.md):
+ * t_hmm_exclusive - device-exclusive access in one process (scenario ids: docs chapter 9,
+ * docs/09-device-exclusive-spec.md):
  *
  *   S-EX1 exclusive             1024 pages, word[i] = i; EXCLUSIVE -> cpages 1024, the device's
  *                               read-back equals; the CPU checks and increments every word;

@@ -1,5 +1,6 @@
 /*
- * t_hmm_fork - device-exclusive pages across fork, unmap and exit (SPEC-device-exclusive.md):
+ * t_hmm_fork - device-exclusive pages across fork, unmap and exit (scenario ids: docs
+ * chapter 9, docs/09-device-exclusive-spec.md):
  *
  *   S-EX3 exclusive_cow     1024 exclusive pages, fork: in both processes every word reads i and
  *                           increments to i + 1 independently; the child exits 0; free memory is

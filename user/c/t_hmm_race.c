@@ -1,6 +1,6 @@
 /*
  * t_hmm_race - device-exclusive access under interleaving and concurrency
- * (SPEC-device-exclusive.md):
+ * (scenario ids: docs chapter 9, docs/09-device-exclusive-spec.md):
  *
  *   S-C1 loops         one process: EXCLUSIVE, then CPU touches, 200 times, the data and the
  *                      device's state checked every time; then two children at once, each on

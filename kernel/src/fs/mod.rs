@@ -175,6 +175,102 @@ impl FileOps for DataFile {
     }
 }
 
+/// A source of records for a [`SeqFile`] (Linux `seq_operations`: `start`, `next`,
+/// `show`). `Pos` says where the next record is; `next` appends that record's text and
+/// moves `pos` on, or returns `false` at the end.
+pub trait SeqSource: Send + Sync {
+    type Pos: Clone + Default + Send;
+    fn next(&self, pos: &mut Self::Pos, out: &mut alloc::string::String) -> bool;
+}
+
+/// A file produced record by record as it is read (Linux `seq_file`): memory use is one
+/// record, whatever the size of what is listed. Reading on from where the last read
+/// stopped continues the walk; any other position restarts it from the beginning and
+/// skips ahead.
+pub struct SeqFile<S: SeqSource> {
+    source: S,
+    stat: Stat,
+    /// A sleeping lock: producing a record may sleep (the address-space lock).
+    state: crate::sync::Mutex<SeqState<S::Pos>>,
+}
+
+/// Where a [`SeqFile`] is: the next record, the text of the current one not yet
+/// delivered, and the file position that corresponds to.
+struct SeqState<P> {
+    next: P,
+    pending: alloc::string::String,
+    taken: usize,
+    file_pos: usize,
+}
+
+impl<S: SeqSource> SeqFile<S> {
+    /// A file over `source` that `fstat` reports as `stat`.
+    pub fn new(source: S, stat: Stat) -> SeqFile<S> {
+        SeqFile {
+            source,
+            stat,
+            state: crate::sync::Mutex::new(
+                "seq file",
+                SeqState {
+                    next: S::Pos::default(),
+                    pending: alloc::string::String::new(),
+                    taken: 0,
+                    file_pos: 0,
+                },
+            ),
+        }
+    }
+
+    /// The next up to `n` bytes from the current position into `out` (kernel memory;
+    /// the caller copies to user memory outside the lock). Returns how many.
+    fn produce(&self, pos: usize, out: &mut [u8]) -> usize {
+        let mut st = self.state.lock();
+        if pos != st.file_pos {
+            // A seek (or a reread): start over and skip to `pos`.
+            st.next = S::Pos::default();
+            st.pending.clear();
+            st.taken = 0;
+            st.file_pos = 0;
+        }
+        let mut done = 0;
+        while done < out.len() || st.file_pos < pos {
+            if st.taken == st.pending.len() {
+                st.pending.clear();
+                st.taken = 0;
+                let SeqState { next, pending, .. } = &mut *st;
+                if !self.source.next(next, pending) {
+                    break;
+                }
+                continue;
+            }
+            let avail = st.pending.len() - st.taken;
+            let n = if st.file_pos < pos {
+                avail.min(pos - st.file_pos)
+            } else {
+                let n = avail.min(out.len() - done);
+                out[done..done + n].copy_from_slice(&st.pending.as_bytes()[st.taken..st.taken + n]);
+                done += n;
+                n
+            };
+            st.taken += n;
+            st.file_pos += n;
+        }
+        done
+    }
+}
+
+impl<S: SeqSource> FileOps for SeqFile<S> {
+    fn read(&self, pos: usize, buf: u64, count: usize) -> Result<usize, Errno> {
+        let mut chunk = [0u8; 512];
+        let n = self.produce(pos, &mut chunk[..count.min(512)]);
+        crate::vm::uaccess::write_bytes(buf, &chunk[..n])?;
+        Ok(n)
+    }
+    fn stat(&self) -> Stat {
+        self.stat
+    }
+}
+
 /// How a registered path opens: a device node (`minor` tells the driver which) or a
 /// generated file.
 pub type Opener = fn(minor: u32) -> Result<Box<dyn FileOps>, Errno>;

@@ -25,9 +25,10 @@ use crate::fs::{self, DataFile, FileOps, Stat};
 use crate::mm::frame::{self, FrameFlags};
 use crate::mm::pte::Pte;
 use crate::mm::PAGE_SIZE;
-use crate::proc::{sched, Process, State};
+use crate::proc::{sched, State};
 use crate::vm::{AddressSpace, Prot, Sharing};
 use alloc::sync::Arc;
+use x86_64::VirtAddr;
 
 /// What every device mirror of an address space holds for a page: (context number,
 /// permission), as a driver reports it.
@@ -40,16 +41,18 @@ pub fn set_device_view(view: DeviceView) {
     DEVICE_VIEW.call_once(|| view);
 }
 
+/// What `stat` reports for a /proc file (the size is not known in advance).
+const PROC_STAT: Stat = Stat {
+    ino: 4,
+    mode: fs::S_IFREG | 0o444,
+    rdev: 0,
+    size: 0,
+};
+
 /// Register /proc/ps and /proc/self/ptes with fs.
 pub fn register() -> Result<(), Errno> {
-    let stat = Stat {
-        ino: 4,
-        mode: fs::S_IFREG | 0o444,
-        rdev: 0,
-        size: 0,
-    };
-    fs::register("/proc/ps", open_ps, 0, stat)?;
-    fs::register("/proc/self/ptes", open_ptes, 0, stat)
+    fs::register("/proc/ps", open_ps, 0, PROC_STAT)?;
+    fs::register("/proc/self/ptes", open_ptes, 0, PROC_STAT)
 }
 
 fn open_ps(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
@@ -57,7 +60,12 @@ fn open_ps(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
 }
 
 fn open_ptes(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
-    Ok(Box::new(DataFile::of_owned(page_states(&sched::current()))))
+    let p = sched::current();
+    let source = PtesSource {
+        pid: p.pid,
+        aspace: p.with(|i| i.aspace.clone()),
+    };
+    Ok(Box::new(fs::SeqFile::new(source, PROC_STAT)))
 }
 
 /// The text of /proc/ps: one line per process, then free memory.
@@ -77,75 +85,146 @@ pub fn ps_text() -> Vec<u8> {
     s.into_bytes()
 }
 
-/// The dump for `p` as text.
-pub fn page_states(p: &Process) -> Vec<u8> {
-    let mut s = String::new();
-    let Some(aspace) = p.with(|i| i.aspace.clone()) else {
-        return s.into_bytes();
-    };
-    let _ = writeln!(s, "# pid {}: VMAs and their mapped pages", p.pid);
-    let _ = writeln!(
-        s,
-        "#   address         cpu entry            frame       ref map  device"
-    );
-    for vma in aspace.vmas() {
-        let prot = prot_text(vma.prot);
-        let sharing = match vma.sharing {
-            Sharing::Private => "private",
-            Sharing::Shared => "shared",
+/// Where the page-state dump is: the header lines, then VMA `i`'s header line, then its
+/// pages from `at` on.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum PtesPos {
+    #[default]
+    Header,
+    Columns,
+    VmaHeader(usize),
+    Page(usize, VirtAddr),
+    Done,
+}
+
+/// /proc/self/ptes as a seq_file source: one line per record, produced as it is read,
+/// so a process with 100,000 mapped pages costs one line of memory, not megabytes.
+pub struct PtesSource {
+    pid: u32,
+    aspace: Option<Arc<AddressSpace>>,
+}
+
+impl fs::SeqSource for PtesSource {
+    type Pos = PtesPos;
+
+    fn next(&self, pos: &mut PtesPos, out: &mut String) -> bool {
+        let Some(aspace) = &self.aspace else {
+            return false;
         };
-        let entries = aspace.mapped_entries(vma.start, vma.end);
-        let pages = vma.len() / PAGE_SIZE;
-        let _ = writeln!(
-            s,
-            "vma {:#014x}-{:#014x} {prot} {sharing} anonymous: {pages} pages, {} mapped",
-            vma.start.as_u64(),
-            vma.end.as_u64(),
-            entries.len()
-        );
-        for (va, pte) in entries {
-            let (kind, frame) = match pte {
-                Pte::None => continue,
-                Pte::Present { frame, flags } => {
-                    let shared = frame::meta(frame).mapcount() > 1
-                        || !frame::meta(frame)
-                            .flags()
-                            .contains(FrameFlags::ANON_EXCLUSIVE);
-                    let kind = match (flags.contains(F::WRITABLE), vma.sharing, shared) {
-                        (true, _, _) => "present RW",
-                        (false, Sharing::Private, true) if vma.prot.contains(Prot::WRITE) => {
-                            "present RO (COW)"
-                        }
-                        (false, _, _) => "present RO",
-                    };
-                    (kind, frame)
+        loop {
+            match *pos {
+                PtesPos::Header => {
+                    let _ = writeln!(out, "# pid {}: VMAs and their mapped pages", self.pid);
+                    *pos = PtesPos::Columns;
                 }
-                Pte::DeviceExclusive { frame } => ("device-exclusive", frame),
-            };
-            let m = frame::meta(frame);
-            let mut devices = String::new();
-            let view = DEVICE_VIEW.get().map(|v| v(&aspace, va.as_u64()));
-            for (ctx, perm) in view.unwrap_or_default() {
-                let perm = match perm {
-                    None => "none",
-                    Some(Perm::Read) => "R",
-                    Some(Perm::Write) => "W",
-                    Some(Perm::Atomic) => "ATOMIC",
-                };
-                let _ = write!(devices, " ctx{ctx}:{perm}");
+                PtesPos::Columns => {
+                    let _ = writeln!(
+                        out,
+                        "#   address         cpu entry            frame       ref map  device"
+                    );
+                    *pos = PtesPos::VmaHeader(0);
+                }
+                PtesPos::VmaHeader(i) => {
+                    let Some(vma) = aspace.vma_at(i) else {
+                        *pos = PtesPos::Done;
+                        return false;
+                    };
+                    vma_line(aspace, &vma, out);
+                    *pos = PtesPos::Page(i, vma.start);
+                }
+                PtesPos::Page(i, at) => {
+                    let Some(vma) = aspace.vma_at(i) else {
+                        *pos = PtesPos::Done;
+                        return false;
+                    };
+                    match aspace.next_mapped(at.max(vma.start), vma.end) {
+                        Some((va, pte)) => {
+                            *pos = PtesPos::Page(i, va + PAGE_SIZE);
+                            if !page_line(aspace, &vma, va, pte, out) {
+                                continue;
+                            }
+                        }
+                        None => {
+                            *pos = PtesPos::VmaHeader(i + 1);
+                            continue;
+                        }
+                    }
+                }
+                PtesPos::Done => return false,
             }
-            let _ = writeln!(
-                s,
-                "  {:#014x}  {kind:<18}  {:#010x}  {:>3} {:>3} {}",
-                va.as_u64(),
-                frame.start_address().as_u64(),
-                m.refcount(),
-                m.mapcount(),
-                if devices.is_empty() { " -" } else { &devices }
-            );
+            return true;
         }
     }
-    s.into_bytes()
+}
+
+/// The header line of one VMA.
+fn vma_line(aspace: &AddressSpace, vma: &crate::vm::Vma, s: &mut String) {
+    let prot = prot_text(vma.prot);
+    let sharing = match vma.sharing {
+        Sharing::Private => "private",
+        Sharing::Shared => "shared",
+    };
+    let pages = vma.len() / PAGE_SIZE;
+    let _ = writeln!(
+        s,
+        "vma {:#014x}-{:#014x} {prot} {sharing} anonymous: {pages} pages, {} mapped",
+        vma.start.as_u64(),
+        vma.end.as_u64(),
+        aspace.count_mapped(vma.start, vma.end)
+    );
+}
+
+/// One page's line; `false` for an entry that has none (`None`).
+fn page_line(
+    aspace: &Arc<AddressSpace>,
+    vma: &crate::vm::Vma,
+    va: VirtAddr,
+    pte: Pte,
+    s: &mut String,
+) -> bool {
+    let (kind, frame) = match pte {
+        Pte::None => return false,
+        Pte::Present { frame, flags } => {
+            let shared = frame::meta(frame).mapcount() > 1
+                || !frame::meta(frame)
+                    .flags()
+                    .contains(FrameFlags::ANON_EXCLUSIVE);
+            let kind = match (flags.contains(F::WRITABLE), vma.sharing, shared) {
+                (true, _, _) => "present RW",
+                (false, Sharing::Private, true) if vma.prot.contains(Prot::WRITE) => {
+                    "present RO (COW)"
+                }
+                (false, _, _) => "present RO",
+            };
+            (kind, frame)
+        }
+        Pte::DeviceExclusive { frame } => ("device-exclusive", frame),
+    };
+    let m = frame::meta(frame);
+    let _ = write!(
+        s,
+        "  {:#014x}  {kind:<18}  {:#010x}  {:>3} {:>3} ",
+        va.as_u64(),
+        frame.start_address().as_u64(),
+        m.refcount(),
+        m.mapcount(),
+    );
+    let view = DEVICE_VIEW.get().map(|v| v(aspace, va.as_u64()));
+    let view = view.unwrap_or_default();
+    if view.is_empty() {
+        s.push_str(" -");
+    }
+    for (ctx, perm) in view {
+        let perm = match perm {
+            None => "none",
+            Some(Perm::Read) => "R",
+            Some(Perm::Write) => "W",
+            Some(Perm::Atomic) => "ATOMIC",
+        };
+        let _ = write!(s, " ctx{ctx}:{perm}");
+    }
+    s.push('\n');
+    true
 }
 
 fn prot_text(p: Prot) -> &'static str {

@@ -303,6 +303,31 @@ impl AddressSpace {
         })
     }
 
+    /// The `i`-th VMA in address order (for files that list VMAs piecewise).
+    pub fn vma_at(&self, i: usize) -> Option<Vma> {
+        self.with(|inner| inner.vmas.iter().nth(i).copied())
+    }
+
+    /// The first non-`None` entry in [from, end), if any (one at a time: no allocation).
+    pub fn next_mapped(&self, from: VirtAddr, end: VirtAddr) -> Option<(VirtAddr, Pte)> {
+        self.with(|inner| inner.table.cursor(from, end).ok()?.next_mapped(from))
+    }
+
+    /// How many entries of [start, end) are not `None`.
+    pub fn count_mapped(&self, start: VirtAddr, end: VirtAddr) -> usize {
+        self.with(|inner| {
+            let Ok(cursor) = inner.table.cursor(start, end) else {
+                return 0;
+            };
+            let (mut n, mut from) = (0, start);
+            while let Some((va, _)) = cursor.next_mapped(from) {
+                n += 1;
+                from = va + PAGE_SIZE;
+            }
+            n
+        })
+    }
+
     /// A copy of the VMA list.
     pub fn vmas(&self) -> Vec<Vma> {
         self.with(|inner| inner.vmas.iter().copied().collect())

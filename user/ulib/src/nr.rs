@@ -1,5 +1,5 @@
-//! Linux x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl): the
-//! subset our kernel implements (DESIGN.md section 4) plus `uname` and `sysinfo`.
+//! Linux x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl) that ulib
+//! knows, all in the subset memkernel implements (the table of docs chapter 5.9).
 
 pub const READ: usize = 0;
 pub const WRITE: usize = 1;
