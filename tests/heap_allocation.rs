@@ -8,7 +8,7 @@
 extern crate alloc;
 
 use alloc::{boxed::Box, vec::Vec};
-use kernel::mm::heap::{self, HEAP_SIZE};
+use kernel::mm::heap::{self, HEAP_INITIAL as HEAP_SIZE};
 use kernel::serial_println;
 
 kernel::test_kernel!();
@@ -56,4 +56,29 @@ fn long_lived_survives() {
         assert_eq!(x[0], i);
     }
     assert_eq!(*long_lived, 0xdead_beef);
+}
+
+/// The heap grows on demand: one allocation bigger than the whole initial heap succeeds
+/// (frames are mapped at the heap's top), its contents are what was written, and the
+/// heap's size went up by at least that much.
+#[test_case]
+fn heap_grows_past_its_initial_size() {
+    let before = heap::size();
+    let n = (HEAP_SIZE as usize) + 4 * 1024 * 1024; // 20 MiB > the 16 MiB we start with
+    let mut v: alloc::vec::Vec<u8> = alloc::vec::Vec::new();
+    v.try_reserve_exact(n)
+        .expect("a 20 MiB allocation did not fit: the heap did not grow");
+    v.resize(n, 0xa5);
+    assert!(v.iter().step_by(4096).all(|&b| b == 0xa5));
+    let after = heap::size();
+    kernel::serial_println!(
+        "(heap {} KiB -> {} KiB for a {} KiB allocation)",
+        before / 1024,
+        after / 1024,
+        n / 1024
+    );
+    assert!(
+        after >= before + n as u64 - HEAP_SIZE,
+        "the heap did not grow"
+    );
 }

@@ -44,8 +44,9 @@ pub const BOOTLOADER_CONFIG: BootloaderConfig = {
     let mut config = BootloaderConfig::new_default();
     config.mappings.physical_memory = Some(Mapping::Dynamic);
     config.mappings.dynamic_range_start = Some(0xffff_8000_0000_0000);
-    // Root entry 510 is the kernel-stack area (mm::page_table::KSTACK_AREA_START).
-    config.mappings.dynamic_range_end = Some(0xffff_feff_ffff_ffff);
+    // Root entries 509 and 510 are the kernel-heap and kernel-stack areas
+    // (mm::page_table::HEAP_AREA_START, KSTACK_AREA_START): the bootloader stays below.
+    config.mappings.dynamic_range_end = Some(0xffff_fe7f_ffff_ffff);
     config.kernel_stack_size = 256 * 1024;
     config
 };

@@ -236,9 +236,21 @@ pub unsafe fn init(
     let meta: &'static [FrameMeta] = unsafe { core::slice::from_raw_parts(ptr, max_pfn) };
     let mut head = NO_FRAME;
     let mut count = 0;
-    // Push in descending order so allocation hands out ascending addresses.
-    let mut ranges: alloc::vec::Vec<_> = usable.collect();
-    ranges.sort_by_key(|r| r.start);
+    // Push in descending order so allocation hands out ascending addresses. (A fixed
+    // array: this runs before the kernel heap exists, which is built from frames.)
+    const MAX_RANGES: usize = 128;
+    let mut ranges: [core::ops::Range<u64>; MAX_RANGES] = core::array::from_fn(|_| 0..0);
+    let mut n = 0;
+    for r in usable {
+        assert!(
+            n < MAX_RANGES,
+            "frame::init: more than {MAX_RANGES} usable ranges"
+        );
+        ranges[n] = r;
+        n += 1;
+    }
+    let ranges = &mut ranges[..n];
+    ranges.sort_unstable_by_key(|r| r.start);
     for range in ranges.iter().rev() {
         let first = range.start.div_ceil(PAGE_SIZE);
         let last = range.end / PAGE_SIZE; // exclusive

@@ -1,18 +1,30 @@
 //! The kernel heap: `alloc::boxed::Box`, `Vec` and friends.
 //!
-//! A `linked_list_allocator` over [`HEAP_SIZE`] bytes of contiguous physical RAM,
-//! reached through the physical-memory window. The range is chosen at boot from the
-//! memory map and is never handed to the frame allocator.
+//! A `linked_list_allocator` over the kernel-heap area (`page_table::HEAP_AREA_START`,
+//! root entry 509), which starts with [`HEAP_INITIAL`] bytes of frames mapped and grows
+//! on demand: when an allocation does not fit, frames from the frame allocator are
+//! mapped at the heap's top and handed to the allocator (`Heap::extend`), up to
+//! [`HEAP_MAX`]. So the heap is not a fixed 16 MiB any more: it runs out only when
+//! physical memory does, and then an allocation fails (a caller that can fail answers
+//! ENOMEM) instead of the heap being exhausted first.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicU64, Ordering};
 use linked_list_allocator::LockedHeap;
 use x86_64::instructions::interrupts::without_interrupts;
-use x86_64::PhysAddr;
+use x86_64::structures::paging::PageTableFlags;
+use x86_64::VirtAddr;
 
-use super::phys_to_virt;
+use super::frame::Frame;
+use super::page_table::{PageTable, HEAP_AREA_START};
+use super::{MmError, PAGE_SIZE};
 
-/// Size of the kernel heap.
-pub const HEAP_SIZE: u64 = 16 * 1024 * 1024;
+/// Bytes mapped at boot.
+pub const HEAP_INITIAL: u64 = 16 * 1024 * 1024;
+/// The most the heap may grow to.
+pub const HEAP_MAX: u64 = 256 * 1024 * 1024;
+/// Growth step: at least this much is mapped at once.
+const GROW_MIN: u64 = 1024 * 1024;
 
 /// The heap's lock is a spin lock; an interrupt handler that allocates (the timer wakes
 /// sleepers into a `Vec`) while the interrupted code holds it would spin forever. So
@@ -20,11 +32,25 @@ pub const HEAP_SIZE: u64 = 16 * 1024 * 1024;
 struct InterruptSafeHeap(LockedHeap);
 
 // SAFETY: forwards to LockedHeap's GlobalAlloc, which upholds the contract; disabling
-// interrupts around the calls changes nothing about the memory handed out.
+// interrupts around the calls and growing the heap (mapping fresh frames above its top
+// and extending it) change nothing about the memory already handed out.
 unsafe impl GlobalAlloc for InterruptSafeHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours (caller's layout is valid).
-        without_interrupts(|| unsafe { self.0.alloc(layout) })
+        without_interrupts(|| {
+            // SAFETY: same contract as ours (caller's layout is valid).
+            let p = unsafe { self.0.alloc(layout) };
+            if !p.is_null() {
+                return p;
+            }
+            // Does not fit: grow (for the size, its alignment, and the allocator's
+            // bookkeeping) and try once more.
+            let want = (layout.size() + layout.align() + 64) as u64;
+            match grow(want.max(GROW_MIN)) {
+                // SAFETY: as above.
+                Ok(()) => unsafe { self.0.alloc(layout) },
+                Err(_) => core::ptr::null_mut(),
+            }
+        })
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: same contract as ours (ptr came from alloc with this layout).
@@ -35,37 +61,71 @@ unsafe impl GlobalAlloc for InterruptSafeHeap {
 #[global_allocator]
 static ALLOCATOR: InterruptSafeHeap = InterruptSafeHeap(LockedHeap::empty());
 
-/// The physical range backing the heap.
-#[derive(Debug, Clone, Copy)]
-pub struct HeapRange {
-    pub start: PhysAddr,
-    pub len: u64,
+/// Bytes of the heap area mapped so far (the heap's current size).
+static MAPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The heap area's table (the kernel's root, limited to the area), behind a spinlock:
+/// growing runs with interrupts off, inside an allocation.
+static AREA: spin::Once<spin::Mutex<PageTable>> = spin::Once::new();
+
+/// Map `bytes` (rounded up to pages) of fresh frames at the heap's top. Allocates
+/// nothing from the heap (frames and page-table pages come from the frame allocator).
+fn map_more(bytes: u64) -> Result<u64, MmError> {
+    let bytes = bytes.next_multiple_of(PAGE_SIZE);
+    let area = AREA.get().ok_or(MmError::NoMemory)?;
+    let mut table = area.lock();
+    let top = MAPPED.load(Ordering::Relaxed);
+    if top + bytes > HEAP_MAX {
+        return Err(MmError::NoMemory);
+    }
+    let start = VirtAddr::new(HEAP_AREA_START + top);
+    let mut cursor = table.cursor(start, start + bytes)?;
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    let mut done = 0;
+    while done < bytes {
+        let mapped = Frame::alloc().and_then(|f| cursor.map(start + done, f, flags));
+        if let Err(e) = mapped {
+            // Keep what was mapped (whole pages): the heap grows by that much only.
+            if done == 0 {
+                return Err(e);
+            }
+            break;
+        }
+        done += PAGE_SIZE;
+    }
+    MAPPED.store(top + done, Ordering::Relaxed);
+    Ok(done)
 }
 
-static HEAP_RANGE: spin::Once<HeapRange> = spin::Once::new();
-
-/// Where the heap lives (so the frame allocator can leave it alone).
-/// Panics if called before [`init`].
-pub fn range() -> HeapRange {
-    *HEAP_RANGE.get().expect("heap::range: heap not initialised")
+/// Grow the heap by at least `bytes` (Linux has no such thing: its allocators take pages
+/// as they go; this is the same idea for one contiguous region).
+fn grow(bytes: u64) -> Result<(), MmError> {
+    let added = map_more(bytes)?;
+    // SAFETY: the `added` bytes right above the heap's top were just mapped writable,
+    // for the heap alone.
+    unsafe { ALLOCATOR.0.lock().extend(added as usize) };
+    Ok(())
 }
 
-/// Hand [start, start + HEAP_SIZE) to the allocator. Call once, before any allocation.
-pub fn init(start: PhysAddr) {
-    let virt = phys_to_virt(start);
-    // SAFETY: mm::init carved this range out of usable RAM for the heap alone; it is
-    // mapped writable in the physical-memory window. init runs once, before any
-    // allocation.
+/// Map the first [`HEAP_INITIAL`] bytes and hand them to the allocator. Call once,
+/// after the frame allocator and the kernel areas exist, before any allocation.
+pub fn init() -> Result<(), MmError> {
+    AREA.call_once(|| spin::Mutex::new(PageTable::kernel_heap_area()));
+    let mapped = map_more(HEAP_INITIAL)?;
+    // SAFETY: [HEAP_AREA_START, + mapped) was just mapped writable for the heap alone;
+    // init runs once, before any allocation.
     unsafe {
         ALLOCATOR
             .0
             .lock()
-            .init(virt.as_mut_ptr::<u8>(), HEAP_SIZE as usize);
+            .init(HEAP_AREA_START as *mut u8, mapped as usize);
     }
-    HEAP_RANGE.call_once(|| HeapRange {
-        start,
-        len: HEAP_SIZE,
-    });
+    Ok(())
+}
+
+/// The heap's current size in bytes (mapped).
+pub fn size() -> u64 {
+    MAPPED.load(Ordering::Relaxed)
 }
 
 /// Bytes currently allocated on the heap and bytes free (for tests and the shell).

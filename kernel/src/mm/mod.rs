@@ -62,7 +62,6 @@ pub struct MemorySummary {
     pub usable_bytes: u64,
     pub regions: [RegionCount; 4],
     pub phys_offset: u64,
-    pub heap_phys: PhysAddr,
     pub heap_bytes: u64,
     pub meta_bytes: u64,
     pub free_frames: usize,
@@ -96,9 +95,10 @@ impl MemorySummary {
             }
         }
         serial_println!(
-            " kernel heap: {} KiB at physical {:#x}; frame metadata: {} KiB",
+            " kernel heap: {} KiB at {:#x} (grows to {} MiB); frame metadata: {} KiB",
             self.heap_bytes >> 10,
-            self.heap_phys.as_u64(),
+            page_table::HEAP_AREA_START,
+            heap::HEAP_MAX >> 20,
             self.meta_bytes >> 10
         );
         serial_println!(
@@ -144,7 +144,6 @@ pub fn init(boot_info: &'static mut BootInfo) -> MemorySummary {
             },
         ],
         phys_offset: offset,
-        heap_phys: PhysAddr::new(0),
         heap_bytes: 0,
         meta_bytes: 0,
         free_frames: 0,
@@ -166,10 +165,6 @@ pub fn init(boot_info: &'static mut BootInfo) -> MemorySummary {
     // Carve the heap and the frame-metadata array out of usable RAM, then give every
     // other usable frame to the frame allocator.
     let mut carver = Carver::new(regions);
-    let heap_start = carver
-        .take(heap::HEAP_SIZE)
-        .expect("mm::init: no usable region can hold the kernel heap");
-    heap::init(heap_start);
     let max_pfn = regions
         .iter()
         .filter(|r| r.kind == MemoryRegionKind::Usable)
@@ -186,9 +181,9 @@ pub fn init(boot_info: &'static mut BootInfo) -> MemorySummary {
     unsafe { frame::init(meta_start, max_pfn, carver.remaining()) };
     let cleared = page_table::init_kernel_root()
         .expect("mm::init: no frame for the kernel-stack area's table");
+    heap::init().expect("mm::init: no frames for the kernel heap");
 
-    summary.heap_phys = heap_start;
-    summary.heap_bytes = heap::HEAP_SIZE;
+    summary.heap_bytes = heap::size();
     summary.meta_bytes = meta_bytes;
     summary.free_frames = frame::free_frames();
     summary.cleared_root_entries = cleared;

@@ -57,6 +57,11 @@ pub const KERNEL_START: u64 = 0xffff_8000_0000_0000;
 pub const KSTACK_AREA_START: u64 = 0xffff_ff00_0000_0000;
 /// End of the kernel-stack area.
 pub const KSTACK_AREA_END: u64 = 0xffff_ff7f_ffff_f000;
+/// The kernel-heap area: root entry 509, made at boot like the kernel-stack area, so
+/// the heap can grow by mapping frames at its top (see `mm::heap`).
+pub const HEAP_AREA_START: u64 = 0xffff_fe80_0000_0000;
+/// End of the kernel-heap area.
+pub const HEAP_AREA_END: u64 = 0xffff_feff_ffff_f000;
 /// Entries per table.
 const ENTRIES: usize = 512;
 /// Flags of an entry that points to a lower-level table. The leaf decides the real
@@ -109,19 +114,21 @@ pub fn init_kernel_root() -> Result<usize, MmError> {
             cleared += 1;
         }
     }
-    let kstack_entry = &table[index(VirtAddr::new(KSTACK_AREA_START), 4)];
-    assert_eq!(
-        kstack_entry.load(Ordering::Acquire),
-        0,
-        "init_kernel_root: the bootloader used the kernel-stack area"
-    );
-    let l3 = Frame::alloc_zeroed()?;
-    l3.meta().set_flags(FrameFlags::PAGE_TABLE);
-    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
-    kstack_entry.store(
-        l3.into_raw().start_address().as_u64() | flags.bits(),
-        Ordering::Release,
-    );
+    for area in [KSTACK_AREA_START, HEAP_AREA_START] {
+        let entry = &table[index(VirtAddr::new(area), 4)];
+        assert_eq!(
+            entry.load(Ordering::Acquire),
+            0,
+            "init_kernel_root: the bootloader used the kernel area at {area:#x}"
+        );
+        let l3 = Frame::alloc_zeroed()?;
+        l3.meta().set_flags(FrameFlags::PAGE_TABLE);
+        let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        entry.store(
+            l3.into_raw().start_address().as_u64() | flags.bits(),
+            Ordering::Release,
+        );
+    }
     tlb::flush_all();
     Ok(cleared)
 }
@@ -168,13 +175,18 @@ impl PageTable {
 
     /// The kernel's own table, limited to the kernel-stack area. Make one, once.
     pub(super) fn kernel_stack_area() -> PageTable {
+        Self::kernel_area(KSTACK_AREA_START, KSTACK_AREA_END)
+    }
+
+    /// The kernel's own table, limited to the kernel-heap area. Make one, once.
+    pub(in crate::mm) fn kernel_heap_area() -> PageTable {
+        Self::kernel_area(HEAP_AREA_START, HEAP_AREA_END)
+    }
+
+    fn kernel_area(start: u64, end: u64) -> PageTable {
         PageTable {
-            root: Root::Kernel(
-                *KERNEL_ROOT
-                    .get()
-                    .expect("kernel_stack_area before mm::init"),
-            ),
-            limits: (KSTACK_AREA_START, KSTACK_AREA_END),
+            root: Root::Kernel(*KERNEL_ROOT.get().expect("kernel area before mm::init")),
+            limits: (start, end),
         }
     }
 
