@@ -7,7 +7,7 @@
 //! 3. [`mm`]: physical frames, the page-table cursor, `Gather` (chapters 2, 3, 8).
 //! 4. [`sync`]: spinlocks, sleeping mutexes, wait queues (chapter 8).
 //! 5. [`vm`]: address spaces, the fault path, fork, device-exclusive, notifiers
-//!    (chapters 4, 6, 7).
+//!    (chapters 4, 6, 7, and chapter 9, the device-exclusive specification).
 //! 6. [`fs`], [`proc`], [`trap`], [`syscall`]: files, processes and signals, the one
 //!    trap path, the system calls (chapter 5).
 //! 7. [`drivers`]: the console, PCI, the accelerator's driver (chapter 7).

@@ -12,7 +12,9 @@
  */
 #define _GNU_SOURCE
 #include "ktest.h"
+#include <poll.h>
 #include <setjmp.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <ucontext.h>
@@ -349,7 +351,37 @@ static int t_process_group_kill(void)
 	return 0;
 }
 
+/* pidfd_open + poll: not readable while the child runs, readable (POLLIN) once it has
+ * exited, which is how newer kselftest harnesses wait with a timeout. */
+static int t_pidfd_poll(void)
+{
+	long pid = fork();
+	if (pid == 0) {
+		struct timespec ts = { 0, 200000000 };
+		nanosleep(&ts, NULL);
+		_exit(5);
+	}
+	int fd = (int)syscall(434 /* SYS_pidfd_open */, pid, 0);
+	KT_CHECK(fd >= 0, "pidfd_open(%ld): %s", pid, strerror(errno));
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	int r0 = poll(&pfd, 1, 0);
+	short early = pfd.revents;
+	uint64_t t0 = kt_now_ns();
+	int r1 = poll(&pfd, 1, 5000);
+	uint64_t ms = (kt_now_ns() - t0) / 1000000;
+	kout("# pidfd: poll(0 ms) = %d (revents %#x) while the child runs; poll(5 s) = %d (revents %#x) after %llu ms\n",
+	     r0, early, r1, pfd.revents, (unsigned long long)ms);
+	KT_CHECK(r0 == 0, "poll reported the running child's pidfd ready (%d, %#x)", r0, early);
+	KT_CHECK(r1 == 1 && (pfd.revents & POLLIN), "poll did not report the child's exit (%d, %#x)", r1, pfd.revents);
+	KT_CHECK(ms < 3000, "poll returned after %llu ms, the child exits after 200", (unsigned long long)ms);
+	int st = 0;
+	KT_CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 5, "reaping the child failed");
+	close(fd);
+	return 0;
+}
+
 static const struct ktest tests[] = {
+	{ "signal::pidfd_poll_reports_exit", t_pidfd_poll, 0 },
 	{ "signal::handler_gets_siginfo", t_handler_siginfo, 0 },
 	{ "signal::segv_handler_rip_and_si_addr", t_segv_handler_rip_addr, 0 },
 	{ "signal::fpu_state_preserved", t_fpu_state_preserved, 0 },

@@ -40,6 +40,24 @@ pub trait FileOps: Send + Sync {
     }
     /// What `fstat` reports.
     fn stat(&self) -> Stat;
+    /// Which of `poll`'s events are ready now (Linux `file_operations.poll`). A regular
+    /// file is always readable and writable.
+    fn poll(&self) -> PollEvents {
+        PollEvents::IN | PollEvents::OUT
+    }
+}
+
+bitflags::bitflags! {
+    /// `poll` events (Linux `POLL*`, same bit values).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct PollEvents: u16 {
+        const IN = 0x001;
+        const PRI = 0x002;
+        const OUT = 0x004;
+        const ERR = 0x008;
+        const HUP = 0x010;
+        const NVAL = 0x020;
+    }
 }
 
 /// How a file was opened (the access mode of `open`'s flags).
@@ -114,6 +132,11 @@ impl File {
     /// `fstat`.
     pub fn stat(&self) -> Stat {
         self.ops.stat()
+    }
+
+    /// The `poll` events ready now.
+    pub fn poll(&self) -> PollEvents {
+        self.ops.poll()
     }
 }
 

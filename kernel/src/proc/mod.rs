@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod elf;
+pub mod pidfd;
 pub mod procfs;
 pub mod sched;
 pub mod signal;

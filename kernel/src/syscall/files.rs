@@ -174,3 +174,122 @@ pub fn readlink(args: Args) -> SysResult {
     uaccess::write_bytes(args.ptr(1), &exe.as_bytes()[..n])?;
     Ok(n as u64)
 }
+
+/// pidfd_open(pid, flags): a file referring to process `pid` (flags: 0 or
+/// PIDFD_NONBLOCK, which only matters for waitid here absent).
+pub fn pidfd_open(args: Args) -> SysResult {
+    const PIDFD_NONBLOCK: u32 = 0o4000;
+    let (pid, flags) = (args.int(0), args.uint(1));
+    if pid <= 0 || flags & !PIDFD_NONBLOCK != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = crate::proc::pidfd::open(pid as crate::proc::Pid)?;
+    match sched::current().with(|p| p.files.insert(f)) {
+        Ok(fd) => Ok(fd as u64),
+        Err((errno, f)) => {
+            drop(f);
+            Err(errno)
+        }
+    }
+}
+
+/// How long `poll` may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timeout {
+    Forever,
+    Ms(u64),
+}
+
+/// poll(fds, nfds, timeout_ms)
+pub fn poll(args: Args) -> SysResult {
+    let ms = args.int(2);
+    let timeout = if ms < 0 {
+        Timeout::Forever
+    } else {
+        Timeout::Ms(ms as u64)
+    };
+    poll_fds(args.ptr(0), u64::from(args.uint(1)), timeout)
+}
+
+/// ppoll(fds, nfds, tsp, sigmask, sigsetsize): like poll with a timespec; the signal
+/// mask, if given, is in force during the wait (Linux `do_ppoll`).
+pub fn ppoll(args: Args) -> SysResult {
+    let tsp = args.ptr(2);
+    let timeout = if tsp == 0 {
+        Timeout::Forever
+    } else {
+        let secs = uaccess::read_u64(tsp)?;
+        let nanos = uaccess::read_u64(tsp + 8)?;
+        if (secs as i64) < 0 || nanos >= 1_000_000_000 {
+            return Err(Errno::EINVAL);
+        }
+        Timeout::Ms(
+            secs.saturating_mul(1000)
+                .saturating_add(nanos.div_ceil(1_000_000)),
+        )
+    };
+    let (mask, size) = (args.ptr(3), args.ulong(4));
+    if mask == 0 {
+        return poll_fds(args.ptr(0), u64::from(args.uint(1)), timeout);
+    }
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let new = crate::proc::signal::SigSet(uaccess::read_u64(mask)?).without_unblockable();
+    let p = sched::current();
+    let old = p.with(|i| core::mem::replace(&mut i.signals.blocked, new));
+    let r = poll_fds(args.ptr(0), u64::from(args.uint(1)), timeout);
+    p.with(|i| i.signals.blocked = old);
+    r
+}
+
+/// Check every `struct pollfd { int fd; short events; short revents; }` at `fds`; wait
+/// (in 1 ms ticks) until one is ready, the timeout passes, or a signal is to be handled
+/// (ERESTARTNOHAND: restarted if no handler runs, else EINTR, as Linux). Returns how
+/// many have events.
+fn poll_fds(fds: u64, nfds: u64, timeout: Timeout) -> SysResult {
+    const NOFILE: u64 = crate::fs::MAX_FDS as u64;
+    if nfds > NOFILE.max(1024) {
+        return Err(Errno::EINVAL);
+    }
+    let start = crate::arch::x86_64::interrupts::ticks();
+    loop {
+        let mut ready = 0u64;
+        for i in 0..nfds {
+            let at = fds + i * 8;
+            let mut raw = [0u8; 8];
+            uaccess::read_bytes(at, &mut raw)?;
+            let fd = i32::from_le_bytes(raw[0..4].try_into().expect("4 bytes"));
+            let events = u16::from_le_bytes(raw[4..6].try_into().expect("2 bytes"));
+            let revents = if fd < 0 {
+                0
+            } else {
+                match file(fd) {
+                    Ok(f) => {
+                        let got = f.poll();
+                        let wanted = crate::fs::PollEvents::from_bits_truncate(events)
+                            | crate::fs::PollEvents::ERR
+                            | crate::fs::PollEvents::HUP;
+                        (got & wanted).bits()
+                    }
+                    Err(_) => crate::fs::PollEvents::NVAL.bits(),
+                }
+            };
+            uaccess::write_bytes(at + 6, &revents.to_le_bytes())?;
+            ready += u64::from(revents != 0);
+        }
+        if ready > 0 {
+            return Ok(ready);
+        }
+        let elapsed = crate::arch::x86_64::interrupts::ticks() - start;
+        if let Timeout::Ms(ms) = timeout {
+            if elapsed >= ms {
+                return Ok(0);
+            }
+        }
+        sched::sleep_ticks(1);
+        if crate::proc::signal::pending_for_current() {
+            return Err(Errno::ERESTARTNOHAND);
+        }
+    }
+}

@@ -24,6 +24,8 @@
 //! - 2 `open(const char *filename, int flags, umode_t mode)`: flags (mode is unused)
 //! - 3 `close(unsigned int fd)`: fd
 //! - 5 `fstat(unsigned int fd, struct stat *statbuf)`: fd
+//! - 7 `poll(struct pollfd *ufds, unsigned int nfds, int timeout_msecs)`: nfds,
+//!   timeout_msecs
 //! - 9 `mmap(unsigned long addr, unsigned long len, unsigned long prot, unsigned long
 //!   flags, unsigned long fd, unsigned long off)`: fd (Linux's `fget` takes an
 //!   `unsigned int`); unknown prot and flag bits, above 32 included, are ignored
@@ -80,10 +82,13 @@
 //! - 257 `openat(int dfd, const char *filename, int flags, umode_t mode)`: dfd, flags
 //! - 262 `newfstatat(int dfd, const char *filename, struct stat *statbuf, int flag)`:
 //!   dfd, flag
+//! - 271 `ppoll(struct pollfd *ufds, unsigned int nfds, struct __kernel_timespec *tsp,
+//!   const sigset_t *sigmask, size_t sigsetsize)`: nfds
 //! - 273 `set_robust_list(struct robust_list_head *head, size_t len)`
 //! - 302 `prlimit64(pid_t pid, unsigned int resource, const struct rlimit64 *new_rlim,
 //!   struct rlimit64 *old_rlim)`: pid, resource
 //! - 318 `getrandom(char *buf, size_t count, unsigned int flags)`: flags
+//! - 434 `pidfd_open(pid_t pid, unsigned int flags)`: pid, flags
 //! - 334 `rseq(...)` and 435 `clone3(...)`: ENOSYS on purpose (C libraries fall back)
 //!
 //! `pid_t` and `clockid_t` are `int`; pointers, `size_t` and `unsigned long` are all 64
@@ -109,6 +114,7 @@ pub mod nr {
     pub const OPEN: u64 = 2;
     pub const CLOSE: u64 = 3;
     pub const FSTAT: u64 = 5;
+    pub const POLL: u64 = 7;
     pub const MMAP: u64 = 9;
     pub const MPROTECT: u64 = 10;
     pub const MUNMAP: u64 = 11;
@@ -153,10 +159,12 @@ pub mod nr {
     pub const TGKILL: u64 = 234;
     pub const OPENAT: u64 = 257;
     pub const NEWFSTATAT: u64 = 262;
+    pub const PPOLL: u64 = 271;
     pub const SET_ROBUST_LIST: u64 = 273;
     pub const PRLIMIT64: u64 = 302;
     pub const GETRANDOM: u64 = 318;
     pub const RSEQ: u64 = 334;
+    pub const PIDFD_OPEN: u64 = 434;
     pub const CLONE3: u64 = 435;
 }
 
@@ -237,6 +245,9 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::FSTAT => files::fstat(args),
         nr::NEWFSTATAT => files::newfstatat(args),
         nr::OPENAT => files::openat(args),
+        nr::POLL => files::poll(args),
+        nr::PPOLL => files::ppoll(args),
+        nr::PIDFD_OPEN => files::pidfd_open(args),
         nr::READLINK => files::readlink(args),
         nr::EXECVE => process::execve(frame, args),
         nr::EXIT | nr::EXIT_GROUP => process::exit(args),

@@ -1,4 +1,5 @@
-//! Device-exclusive access (docs chapter 7, with its states, invariants and scenarios;
+//! Device-exclusive access (docs chapter 7; its states, invariants and scenarios are in
+//! chapter 9;
 //! Linux `make_device_exclusive` in
 //! mm/rmap.c and `remove_device_exclusive_entry` in mm/memory.c, v6.15+).
 //!

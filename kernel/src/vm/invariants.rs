@@ -40,7 +40,7 @@ pub struct Census {
 
 impl AddressSpace {
     /// Check the memory invariants (docs chapters 4 and 6) and the device-exclusive
-    /// invariants I1, I4, I5 (docs chapter 7) on every
+    /// invariants I1, I4, I5 (docs chapter 9) on every
     /// entry: refcount >= mapcount >= 1; a writable anonymous entry's frame is
     /// anon-exclusive; a device-exclusive entry maps an anonymous frame with mapcount 1;
     /// no entry outside a VMA; VMAs well formed; every page-table page accounted. Returns

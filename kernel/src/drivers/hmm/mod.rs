@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!  process --ioctl--> driver: submit Command, wake the engine, sleep until done
-//!                     engine thread (kernel thread "accel"): Accelerator::process()
+//!                     engine thread (kernel thread "accel-engine"): Accelerator::process()
 //!                        page request --> HostPages: fault in / make_device_exclusive
 //!                        HostMemory   --> frames through the physical-memory window
 //!  vm change --MMU notifier--> MirrorNotifier: invalidate the device's translations
