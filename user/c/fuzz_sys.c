@@ -921,8 +921,8 @@ static void op_mmap(void)
 		addr = chance(60) ? 0 : chance(50) ? arena_ptr() : v_ptr();
 		len = chance(70) ? 4096 * (1 + below(16)) : v_len();
 	}
-	if (!memk && (flags & (MAP_POPULATE | MAP_LOCKED)) && len > (1UL << 20))
-		len = 1UL << 20;
+	if (!memk && !fixed && (flags & (MAP_POPULATE | MAP_LOCKED)) && len > (1UL << 20))
+		len = 1UL << 20; /* Linux would populate it */
 	uint64_t fd = (flags & MAP_ANONYMOUS) && chance(80) ? (uint64_t)-1L : fd_any(1);
 	uint64_t off = chance(80) ? 0 : chance(50) ? 4096 * below(4) : v_len();
 	long r = sc(SYS_mmap, addr, len, prot, flags, fd, off);
@@ -2023,7 +2023,7 @@ static int run_worker(uint64_t n, int quiet)
 		kt_sleep_ns(20000000);
 	}
 	char sb[64];
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && sh->done == n)
 		return 0;
 	kout("fuzz_sys: FAIL: the worker %s after %llu calls (seed %llu); it was:\n",
 	     kt_status_str(st, sb, sizeof sb), (unsigned long long)sh->done, (unsigned long long)seed);

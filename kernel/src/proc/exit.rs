@@ -1,0 +1,220 @@
+//! The end of a process: `exit` (Linux `do_exit`), `wait4` (Linux `do_wait`), the
+//! checks for SIGKILL on the way back to user mode, and the power-off when init ends.
+#![forbid(unsafe_code)]
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use x86_64::instructions::interrupts;
+use x86_64::VirtAddr;
+
+use super::{
+    frame, lookup, qemu, sched, serial_println, signal, table, ExitCode, ExitStatus, Pid, Process,
+    State, BOOT_FREE_FRAMES, BOOT_HEAP_BYTES, POWER_OFF, SIGKILL,
+};
+use crate::error::Errno;
+
+/// End the current process with `status` (Linux `do_exit`): free its memory and files,
+/// hand its children to init, become a zombie for the parent's `wait4`, and switch away
+/// for good. When init ends, the machine powers off.
+pub fn exit_current(status: ExitStatus) -> ! {
+    let p = sched::current();
+    // Leave the address space before it is freed.
+    crate::vm::switch_to(None);
+    // Tear down while still a running process, with interrupts on: closing a device
+    // file and unmapping may sleep (address-space lock), and a zombie that slept would
+    // never be scheduled again. Nothing is dropped under the process lock.
+    interrupts::enable();
+    let (aspace, files, clear_tid) = p.with(|i| {
+        (
+            i.aspace.take(),
+            core::mem::take(&mut i.files),
+            i.tid_addrs.clear_child_tid,
+        )
+    });
+    if let (Some(a), true) = (&aspace, clear_tid != 0) {
+        // Linux `mm_release`: a thread library waits on this word (harmless otherwise).
+        let _ = a.copy_to_user(VirtAddr::new_truncate(clear_tid), &0u32.to_le_bytes());
+    }
+    drop(aspace);
+    drop(files);
+    interrupts::disable();
+    let ppid = p.with(|i| {
+        i.state = State::Zombie(status);
+        i.ppid
+    });
+    if p.pid == 1 {
+        POWER_OFF.store(status.shell_status() as u32 + 1, Ordering::Release);
+        sched::leave_forever(p);
+    }
+    // Orphans go to init; if one is already a zombie, init must hear about it.
+    let init = lookup(1);
+    let mut wake_init = false;
+    table(|t| {
+        for child in t.values() {
+            child.with(|c| {
+                if c.ppid == p.pid {
+                    c.ppid = 1;
+                    wake_init |= matches!(c.state, State::Zombie(_));
+                }
+            });
+        }
+    });
+    if let Some(parent) = lookup(ppid) {
+        sched::wake(&parent);
+    }
+    if let (true, Some(init)) = (wake_init, init) {
+        sched::wake(&init);
+    }
+    sched::leave_forever(p)
+}
+
+/// Whether the running process has been sent SIGKILL: a sleeping loop returns (EINTR)
+/// and lets the way back to user mode end the process.
+pub fn current_killed() -> bool {
+    sched::try_current().is_some_and(|p| p.is_killed())
+}
+
+/// If the current process was killed, exit now. Called on every way back to user mode,
+/// and only there: `exit_current` never returns, so every owned reference (an `Arc` of
+/// a process or a file) still on the caller's stack would leak.
+pub fn exit_if_killed() {
+    if let Some(p) = sched::try_current() {
+        if p.is_killed() {
+            drop(p);
+            exit_current(ExitStatus::Signaled(SIGKILL));
+        }
+    }
+}
+
+/// A fault in user mode: send the current process `signal` (Linux `force_sig_fault`;
+/// `code` and `addr` go into its siginfo). If nobody catches it, print one line saying
+/// why; the process then ends on its way back to user mode.
+pub fn signal_current_for_fault(signal: i32, code: i32, addr: u64, why: core::fmt::Arguments) {
+    if signal::force_fault(signal, code, addr) {
+        signal::log_fatal(signal, why);
+    }
+}
+
+/// Which children `wait4` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    Any,
+    Pid(Pid),
+    /// Any child in this process group (`wait4(0)`: the caller's; `wait4(-pgid)`).
+    Group(Pid),
+}
+
+/// Whether `wait4` may block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitMode {
+    Block,
+    NoHang,
+}
+
+/// `wait4`: reap a zombie child and return (pid, status); (0, _) with `NoHang` if
+/// children exist but none has ended; ECHILD if there are none (Linux `do_wait`).
+pub fn wait(which: WaitFor, mode: WaitMode) -> Result<(Pid, ExitStatus), Errno> {
+    let me = sched::current();
+    loop {
+        let found = interrupts::without_interrupts(|| {
+            let result = table(|t| {
+                let mut any = false;
+                let mut zombie = None;
+                for child in t.values() {
+                    let (ppid, state, pgid) = child.with(|c| (c.ppid, c.state, c.pgid));
+                    let wanted = ppid == me.pid
+                        && match which {
+                            WaitFor::Any => true,
+                            WaitFor::Pid(pid) => child.pid == pid,
+                            WaitFor::Group(g) => pgid == g,
+                        };
+                    if wanted {
+                        any = true;
+                        if let State::Zombie(status) = state {
+                            zombie = Some((child.pid, status));
+                            break;
+                        }
+                    }
+                }
+                if let Some((pid, _)) = zombie {
+                    t.remove(&pid);
+                }
+                (any, zombie)
+            });
+            match result {
+                (_, Some(z)) => Some(Ok(z)),
+                (false, None) => Some(Err(Errno::ECHILD)),
+                (true, None) if mode == WaitMode::NoHang => Some(Ok((0, ExitStatus::Exited(0)))),
+                // A signal to handle: the syscall is restarted or fails with EINTR.
+                (true, None) if signal::pending_for_current() => Some(Err(Errno::ERESTARTSYS)),
+                (true, None) => {
+                    sched::block_current();
+                    None
+                }
+            }
+        });
+        if let Some(r) = found {
+            return r;
+        }
+        // Killed or signalled while waiting: return, so `me` is dropped before the way
+        // back to user mode delivers the signal (exiting from here would leak this
+        // stack's references).
+        if signal::pending_for_current() {
+            return Err(Errno::ERESTARTSYS);
+        }
+    }
+}
+
+/// Whether init has ended and the machine should power off.
+pub fn power_off_requested() -> bool {
+    POWER_OFF.load(Ordering::Acquire) != 0
+}
+
+/// Tear down every process, check that every frame came back, print the status line
+/// the runner reads, and leave QEMU. Runs on the scheduler's stack.
+pub fn power_off_now() -> ! {
+    let status = POWER_OFF.load(Ordering::Acquire).saturating_sub(1);
+    interrupts::disable();
+    crate::vm::switch_to(None);
+    sched::clear_all();
+    let all: Vec<Arc<Process>> = table(|t| core::mem::take(t).into_values().collect());
+    for p in &all {
+        let (aspace, files) = p.with(|i| (i.aspace.take(), core::mem::take(&mut i.files)));
+        drop(aspace);
+        drop(files);
+    }
+    drop(all);
+    let before = BOOT_FREE_FRAMES.load(Ordering::Relaxed);
+    let after = frame::free_frames();
+    let heap_grew = (crate::mm::heap::size() as usize)
+        .saturating_sub(BOOT_HEAP_BYTES.load(Ordering::Relaxed))
+        / crate::mm::PAGE_SIZE as usize;
+    if before == after + heap_grew {
+        let note = if heap_grew > 0 {
+            alloc::format!(" (the kernel heap grew by {heap_grew} frames)")
+        } else {
+            String::new()
+        };
+        serial_println!(
+            "[kernel] all processes gone; {after} free frames, as before init{note}: no leak"
+        );
+    } else {
+        serial_println!(
+            "[kernel] LEAK: {before} free frames before init, {after} after every process is gone"
+        );
+    }
+    serial_println!("[kernel] power off: init exited with status {status}");
+    qemu::exit(ExitCode::PowerOff)
+}
+
+/// Request a power-off with `status` (reboot syscall): like init exiting.
+pub fn request_power_off(status: i32) -> ! {
+    POWER_OFF.store(status as u32 + 1, Ordering::Release);
+    let p = sched::current();
+    // Everyone goes down together: the scheduler loop tears every process down.
+    crate::vm::switch_to(None);
+    p.with(|i| i.state = State::Zombie(ExitStatus::Exited(status)));
+    sched::leave_forever(p)
+}
