@@ -316,7 +316,7 @@ static void log_post(long nr, long r)
 		__atomic_fetch_add(&sh->child_calls, 1, __ATOMIC_RELAXED);
 	else {
 		unsigned long i = (unsigned long)(nr & 0xffffffff);
-		if (i >= 512)
+		if (i >= 512 || strcmp(sysname((long)i), "unknown") == 0)
 			i = 511;
 		st_calls[i]++;
 		if (r >= 0 || r < -4095)
@@ -383,7 +383,7 @@ static uint64_t arena_ptr(void)
 {
 	static const uint64_t offs[] = { 0, 1, 8, 64, 2048, 4095, 4088, 4056, 4032, 3968, 3952, 3706 };
 	long page = (long)below(ARENA_PAGES + 2) - 1; /* the guard pages too */
-	uint64_t off = chance(20) ? below(4096) : PICK(offs);
+	uint64_t off = chance(30) ? 0 : chance(20) ? below(4096) : PICK(offs);
 	return (uint64_t)(uintptr_t)arena + (uint64_t)(page * 4096) + off;
 }
 
@@ -391,7 +391,7 @@ static uint64_t arena_ptr(void)
 static uint64_t v_ptr(void)
 {
 	uint64_t k = below(100);
-	if (k < 55)
+	if (k < 60)
 		return arena_ptr();
 	if (k < 85)
 		return bad_ptr();
@@ -613,7 +613,7 @@ static int fd_is_console(int fd)
 /* An fd that read() may use: never one that can block (the console). */
 static uint64_t fd_for_read(void)
 {
-	if (nfdt && chance(80)) {
+	if (nfdt && chance(90)) {
 		int start = (int)below((uint64_t)nfdt);
 		for (int k = 0; k < nfdt; k++) {
 			int i = (start + k) % nfdt;
@@ -1128,7 +1128,7 @@ static uint64_t v_timespec(int clock, int absolute)
 	} ts;
 	uint64_t k = below(100);
 	if (k < 10)
-		return bad_ptr();
+		return definitely_bad(); /* a low page the fuzzer mapped could hold a long time */
 	if (k < 30) {
 		static const int64_t bs[] = { -1, 0, 1, 1L << 62, INT64_MIN, INT64_MAX };
 		static const int64_t bns[] = { -1, 1000000000, 1000000001, INT64_MAX, INT64_MIN };
@@ -1172,7 +1172,7 @@ static void op_clock_nanosleep(void)
 			int64_t s, ns;
 		} t = { -1, 0 };
 		t.ns = chance(50) ? 1000000000 : -1;
-		ts = chance(70) ? place(1, &t, sizeof t) : bad_ptr();
+		ts = chance(70) ? place(1, &t, sizeof t) : definitely_bad();
 	}
 	sc(SYS_clock_nanosleep, garb((uint64_t)(int64_t)clock), garb((uint64_t)(uint32_t)flags), ts,
 	   v_ptr_or_null(), 0, 0);
@@ -1580,6 +1580,12 @@ static void op_ioctl(void)
 					 0xC0284841, 0xC0284802, 0xC0284803, 0xC0284807, 0x40284800, 0x5401,
 					 0x5413,     0x5402,	 0x540F,     0x541B };
 	uint64_t fd = fd_any(memk);
+	if (chance(50))
+		for (int i = 0; i < nfdt; i++)
+			if (fdt[i].kind == FK_DMIRROR) {
+				fd = (uint64_t)fdt[i].fd;
+				break;
+			}
 	if (!memk && (uint32_t)fd <= 2)
 		fd = garb(bad_fd());
 	uint64_t req = PICK(reqs);
@@ -1594,7 +1600,7 @@ static void op_ioctl(void)
 		uint64_t cmd[5];
 		static const uint64_t np[] = { 0, 1, 2, 3, 16, 64, 65, 1024, 1025, 1UL << 52, ~0UL };
 		cmd[0] = chance(75) ? arena_base() + below(ARENA_PAGES + 1) * 4096 : chance(50) ? arena_ptr() : bad_ptr();
-		cmd[1] = chance(20) ? (uint64_t)(int64_t)(int32_t)rnd() : v_ptr();
+		cmd[1] = chance(20) ? (uint64_t)(int64_t)(int32_t)rnd() : chance(50) ? arena_base() + 4096 * below(ARENA_PAGES) : v_ptr();
 		cmd[2] = chance(70) ? 1 + below(8) : PICK(np);
 		cmd[3] = rnd();
 		cmd[4] = chance(50) ? 0 : rnd();
@@ -1896,6 +1902,7 @@ static int worker_setup(void)
 		p += zone_size[z] + 4096;
 	}
 	memset(zone[3], '.', zone_size[3]);
+	zone[3][zone_size[3] - 1] = '\n';
 	initial_brk = (uint64_t)k_brk(0);
 	return 0;
 }
@@ -1925,7 +1932,7 @@ static void print_stats(uint64_t n)
 		if (!st_calls[i])
 			continue;
 		char cell[48];
-		snprintf(cell, sizeof cell, "%s %llu/%llu ok", i == 511 ? "other" : sysname(i),
+		snprintf(cell, sizeof cell, "%s %llu/%llu ok", i == 511 ? "unimplemented" : sysname(i),
 			 (unsigned long long)st_calls[i], (unsigned long long)st_ok[i]);
 		if (col + strlen(cell) + 3 > 100) {
 			kout("#   %s\n", line);
@@ -1948,7 +1955,7 @@ static __attribute__((noreturn)) void worker_main(uint64_t n, int quiet)
 	for (uint64_t i = 0; i < n; i++) {
 		cur_call = i;
 		rng_for(i, 0);
-		if (i % 2000 == 1999)
+		if (i % 500 == 499)
 			arena_reset();
 		else
 			one_call();
