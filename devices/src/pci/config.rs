@@ -17,6 +17,10 @@
 //! 0x100  ATS extended capability, version 1               next --> 0x110
 //! 0x110  PRI extended capability, version 1               next --> 0 (end)
 //! ```
+//!
+//! (Why one file of ~700 lines: the write rules, the capability list and the extended
+//! capabilities describe one 4 KiB register file; every part is read against the others
+//! when a bit's meaning is in doubt, as one reads one section of the spec.)
 
 use core::fmt;
 use core::ops::Range;

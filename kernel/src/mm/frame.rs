@@ -9,6 +9,11 @@
 //! reference; dropping the last one puts the frame back on the free list. A page-table
 //! entry that maps a frame owns one such reference (see `mm::page_table`), which is how a
 //! frame shared by copy-on-write stays alive exactly as long as some mapping uses it.
+//!
+//! (Why one file of ~500 lines: the metadata, the free list and the handle are one
+//! mechanism: dropping the last handle *is* the allocator's free, and the handle's
+//! accessors are the only `unsafe` way into a frame's bytes. Split, each part would need
+//! the others' private fields.)
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
