@@ -48,13 +48,7 @@ fn kernel_page_fault(addr: u64, code: PageFaultErrorCode, irq: InterruptsWere) -
     let Ok(va) = x86_64::VirtAddr::try_new(addr) else {
         return false;
     };
-    let access = if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
-        Access::Execute
-    } else if code.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
-        Access::Write
-    } else {
-        Access::Read
-    };
+    let access = access_of(code);
     if irq == InterruptsWere::On {
         interrupts::enable();
     }
@@ -99,16 +93,21 @@ fn user_trap(frame: &mut TrapFrame, event: TrapEvent) {
     exit_to_user(frame);
 }
 
-/// A page fault in user mode: let the VM layer fix it; what it cannot fix ends the
-/// process with the signal Linux sends.
-fn user_page_fault(frame: &TrapFrame, addr: u64, code: PageFaultErrorCode) {
-    let access = if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
+/// The kind of access a page fault's error bits describe.
+fn access_of(code: PageFaultErrorCode) -> Access {
+    if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
         Access::Execute
     } else if code.contains(PageFaultErrorCode::CAUSED_BY_WRITE) {
         Access::Write
     } else {
         Access::Read
-    };
+    }
+}
+
+/// A page fault in user mode: let the VM layer fix it; what it cannot fix ends the
+/// process with the signal Linux sends.
+fn user_page_fault(frame: &TrapFrame, addr: u64, code: PageFaultErrorCode) {
+    let access = access_of(code);
     let outcome = match x86_64::VirtAddr::try_new(addr) {
         Ok(va) if !code.contains(PageFaultErrorCode::MALFORMED_TABLE) => {
             vm::page_fault(va, access, Privilege::User)
