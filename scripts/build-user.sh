@@ -43,13 +43,14 @@ if [ ${#c_files[@]} -gt 0 ]; then
             exit 1
         fi
         # shellcheck disable=SC2086 # USER_CFLAGS is a list of flags
-        musl-gcc -static -O2 -Wall -I"$ROOT/user/c" ${USER_CFLAGS:-} -o "$BIN/$name" "$src"
+        # -s: no symbol tables; the BIOS stage reads every byte of the initramfs at boot.
+        musl-gcc -static -O2 -s -Wall -I"$ROOT/user/c" ${USER_CFLAGS:-} -o "$BIN/$name" "$src"
         # A program whose source says `ktest: libc=musl,glibc` is also built against glibc
         # (as NAME_glibc): the two C libraries use the kernel differently (glibc's fork is
         # clone, its start-up asks for more).
         if grep -q 'ktest: libc=musl,glibc' "$src"; then
             # shellcheck disable=SC2086
-            gcc -static -O2 -Wall -I"$ROOT/user/c" ${USER_CFLAGS:-} -o "$BIN/${name}_glibc" "$src"
+            gcc -static -O2 -s -Wall -I"$ROOT/user/c" ${USER_CFLAGS:-} -o "$BIN/${name}_glibc" "$src"
         fi
     done
 fi
