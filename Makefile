@@ -60,3 +60,10 @@ bench: setup user
 
 clean:
 	cargo clean
+
+## make fuzz: the system-call and device fuzzers (user/c/fuzz_*.c), a million calls each, on
+## the release kernel (scripts/fuzz.sh; FUZZ_SEED=N for another seed; make test runs fewer)
+.PHONY: fuzz
+fuzz: setup user
+	cargo build --release --bin kernel
+	FUZZ_CALLS=$${FUZZ_CALLS:-1000000} bash scripts/fuzz.sh target/x86_64-target/release/kernel

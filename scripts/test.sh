@@ -41,6 +41,8 @@ step "qemu: user test programs" bash scripts/user-tests.sh
 step "qemu: golden exdemo" bash scripts/golden-exdemo.sh
 # Linux's own hmm-tests, unmodified, with musl and glibc (fetches linux-source-6.12).
 step "qemu: Linux hmm-tests" bash scripts/hmm-tests.sh
+# The fuzzers, a few tens of thousands of random calls each (make fuzz: a million).
+step "qemu: fuzzers" bash scripts/fuzz.sh
 
 echo
 echo "=== summary ==="

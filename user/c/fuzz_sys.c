@@ -27,9 +27,11 @@
  * into, a PROT_NONE page), read-only code and data, kernel and non-canonical addresses,
  * and huge lengths; 32-bit arguments sometimes carry garbage in the upper half. Files:
  * /proc/ps, /proc/self/ptes, /proc/self/exe, /dev/console, /dev/hmm_dmirror0/1,
- * initramfs files, directories and bad paths. Forked children (at most MAX_CHILDREN
- * alive) do a few random calls of their own, including the ones that end a process
- * (exit, a forged rt_sigreturn, execve, kill of themselves, a fault), then exit.
+ * initramfs files, directories and bad paths. Every 500 calls the arena is mapped afresh;
+ * at call 125000 and every 250000 calls after it (long runs only), one new mapping is
+ * cut into as many VMAs as the kernel allows (65530). Forked children (at most
+ * MAX_CHILDREN alive) do a few random calls of their own, including the ones that end a
+ * process (exit, a forged rt_sigreturn, execve, kill of themselves, a fault), then exit.
  *
  * What the worker does not do, because it would end or block the fuzzer itself, not
  * because of what the kernel might do:
@@ -65,13 +67,16 @@
  *     its own data; console writes come from bad pointers or a page of dots, at most
  *     4 KiB (the serial console is slow and the log must stay readable).
  * On Linux (the host run, a sanity check of the fuzzer) it also avoids what would touch
- * the rest of the machine: no O_CREAT/O_TRUNC, /dev/null for /dev/console, no ioctl on
+ * the rest of the machine: files opened read-only and never created (relative paths
+ * name files of the current directory), /dev/null for /dev/console, no ioctl on
  * fd 0-2 and only the known requests, no madvise HWPOISON/SOFT_OFFLINE, no resource
  * limit changes, no unknown syscall numbers below 1000, no clock_nanosleep on CPU-time
  * clocks, no rseq/clone3 with a valid size.
  */
 #include "ktest.h"
+#include <elf.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <sys/uio.h>
 
 int main(int argc, char **argv, char **envp);
@@ -84,8 +89,6 @@ int main(int argc, char **argv, char **envp);
 #define DEFAULT_CALLS 20000
 
 #define K_SA_RESTORER 0x04000000UL
-#define K_SA_RESETHAND 0x80000000UL
-#define K_SA_NOCLDWAIT 0x2UL
 #define ARCH_SET_GS 0x1001
 #define ARCH_SET_FS 0x1002
 #define ARCH_GET_FS 0x1003
@@ -119,6 +122,7 @@ struct shared {
 	struct slot worker;
 	struct slot child[MAX_CHILDREN];
 	volatile uint64_t done;        /* calls the worker completed */
+	volatile uint64_t beats;       /* system calls the worker issued (what the stall check watches) */
 	volatile uint64_t child_calls; /* calls its children issued */
 	volatile uint64_t children;    /* processes forked or cloned */
 	volatile uint64_t sigs;        /* signals handled by the worker */
@@ -135,7 +139,6 @@ static uint64_t initial_brk;
 static const char rodata_blob[4096] = "read-only data: the kernel must not write here";
 
 static int is_child;
-static long child_slot = -1;
 static uint64_t cur_call;
 static const char *cur_prefix = "";
 
@@ -290,6 +293,9 @@ static const char *sysname(long nr)
 
 static int replaying(void) { return replay && cur_call >= replay_from; }
 
+/* What the next call's arguments point to, for the replay output (e.g. the path). */
+static char pending_note[96];
+
 static void log_pre(long nr, const uint64_t *a, const char *note)
 {
 	struct slot *s = my_slot;
@@ -300,6 +306,8 @@ static void log_pre(long nr, const uint64_t *a, const char *note)
 			s->a[i] = a[i];
 		s->in_call = 1;
 	}
+	if (!note && pending_note[0])
+		note = pending_note;
 	if (replaying())
 		kout("%s#%llu %s(%#llx, %#llx, %#llx, %#llx, %#llx, %#llx) [nr %#lx]%s%s\n", cur_prefix,
 		     (unsigned long long)cur_call, sysname(nr), (unsigned long long)a[0],
@@ -315,6 +323,7 @@ static void log_post(long nr, long r)
 	if (is_child)
 		__atomic_fetch_add(&sh->child_calls, 1, __ATOMIC_RELAXED);
 	else {
+		sh->beats++;
 		unsigned long i = (unsigned long)(nr & 0xffffffff);
 		if (i >= 512 || strcmp(sysname((long)i), "unknown") == 0)
 			i = 511;
@@ -332,6 +341,7 @@ static long scn(const char *note, long nr, uint64_t a0, uint64_t a1, uint64_t a2
 {
 	uint64_t a[6] = { a0, a1, a2, a3, a4, a5 };
 	log_pre(nr, a, note);
+	pending_note[0] = 0;
 	long r = ksys(nr, (long)a0, (long)a1, (long)a2, (long)a3, (long)a4, (long)a5);
 	log_post(nr, r);
 	return r;
@@ -387,10 +397,19 @@ static uint64_t arena_ptr(void)
 	return (uint64_t)(uintptr_t)arena + (uint64_t)(page * 4096) + off;
 }
 
+/* A pointer into one of the mappings the fuzzer made with mmap (at most 8 MiB of each
+ * is ever written by the kernel: memory fills, but the machine's does not run out). */
+static uint64_t map_ptr(void);
+
 /* A pointer the kernel may read or write through. */
 static uint64_t v_ptr(void)
 {
 	uint64_t k = below(100);
+	if (k < 5) {
+		uint64_t m = map_ptr();
+		if (m)
+			return m;
+	}
 	if (k < 60)
 		return arena_ptr();
 	if (k < 85)
@@ -536,10 +555,18 @@ static uint64_t v_path(int *idx)
 		*idx = -1;
 		return bad_ptr();
 	}
-	int i = (int)below(N_PATHS);
+	/* the files that exist, more often than the rest */
+	static const int useful[] = { 0, 1, 2, 3, 4, 5, 7, 8, 9, 10 };
+	int i = chance(40) ? PICK(useful) : (int)below(N_PATHS);
 	*idx = i;
 	const char *s = path_str(i);
-	return place(0, s, strlen(s) + 1);
+	uint64_t p = place(0, s, strlen(s) + 1);
+	if (replaying())
+		snprintf(pending_note, sizeof pending_note, "(path \"%.40s%s\"%s)", s, strlen(s) > 40 ? "..." : "",
+			 (char *)(uintptr_t)p != zone[0] && zone_end(0) - (char *)(uintptr_t)p <= (long)strlen(s)
+				 ? " cut by the guard page"
+				 : "");
+	return p;
 }
 
 static int fd_kind_for_path(int idx)
@@ -742,13 +769,18 @@ static uint64_t v_open_flags(void)
 					  O_CLOEXEC,  O_DIRECTORY, O_NOFOLLOW, O_SYNC,   0x800000,
 					  0x40000000, O_NOCTTY,    O_PATH,    O_TMPFILE };
 	uint64_t f = below(4); /* O_RDONLY, O_WRONLY, O_RDWR, 3 (invalid) */
-	int n = (int)below(3);
-	for (int i = 0; i < n; i++)
-		f |= PICK(extra);
-	if (chance(5))
-		f = (uint32_t)rnd();
+	if (chance(50)) {
+		f = chance(60) ? O_RDONLY : O_RDWR;
+	} else {
+		int n = (int)below(3);
+		for (int i = 0; i < n; i++)
+			f |= PICK(extra);
+		if (chance(5))
+			f = (uint32_t)rnd();
+	}
+	/* Linux: read-only, and nothing created (relative paths name the host's files) */
 	if (!memk)
-		f &= ~(uint64_t)(O_CREAT | O_TRUNC | O_TMPFILE);
+		f &= ~(uint64_t)(O_ACCMODE | O_CREAT | O_TRUNC | O_TMPFILE);
 	return garb(f);
 }
 
@@ -781,7 +813,7 @@ static void op_openat(void)
 static void op_close(void)
 {
 	uint64_t fd;
-	if (nfdt && chance(75))
+	if (nfdt && chance(50))
 		fd = garb((uint64_t)fdt[below((uint64_t)nfdt)].fd);
 	else if (is_child && chance(10))
 		fd = below(3);
@@ -871,6 +903,18 @@ static void bad_range(int kind, uint64_t *addr, uint64_t *len)
 		*len = (1UL << 47) << below(16);
 		break;
 	}
+}
+
+static uint64_t map_ptr(void)
+{
+	if (!nmaps)
+		return 0;
+	int i = (int)below((uint64_t)nmaps);
+	uint64_t len = maps[i].len < (8UL << 20) ? maps[i].len : (8UL << 20);
+	if (len < 4096)
+		return maps[i].addr;
+	uint64_t page = below(len / 4096);
+	return maps[i].addr + page * 4096 + (chance(50) ? 0 : 4096 - 8 * below(64));
 }
 
 static void maps_add(uint64_t addr, uint64_t len)
@@ -1106,18 +1150,21 @@ static void op_rt_sigprocmask(void)
 
 static void op_rt_sigpending(void) { sc(SYS_rt_sigpending, v_ptr(), chance(85) ? 8 : v_len(), 0, 0, 0, 0); }
 
-/* pause: arm a short timer with the handler installed and SIGALRM unblocked first. */
+/* pause: arm a periodic 1-3 ms timer (the first expiry may come before pause does) with
+ * the handler installed and SIGALRM unblocked first; disarm it after. */
 static void op_pause(void)
 {
 	struct ksigaction a = { (uint64_t)(uintptr_t)on_sig, K_SA_RESTORER, (uint64_t)(uintptr_t)fz_restorer, 0 };
 	uint64_t m = 1UL << (SIGALRM - 1);
+	long us = 1000 * (long)(1 + below(3));
 	struct {
 		long is, iu, vs, vu;
-	} it = { 0, 0, 0, 1000 * (long)(1 + below(3)) };
+	} it = { 0, us, 0, us }, off = { 0, 0, 0, 0 };
 	sc(SYS_rt_sigaction, SIGALRM, place_mode(1, &a, sizeof a, 0), 0, 8, 0, 0);
 	sc(SYS_rt_sigprocmask, 1 /* SIG_UNBLOCK */, place_mode(2, &m, 8, 0), 0, 8, 0, 0);
 	sc(SYS_setitimer, 0, place_mode(3, &it, sizeof it, 0), 0, 0, 0, 0);
 	sc(SYS_pause, 0, 0, 0, 0, 0, 0);
+	sc(SYS_setitimer, 0, place_mode(3, &off, sizeof off, 0), 0, 0, 0, 0);
 }
 
 /* A timespec: valid (at most 2 ms; absolute: now + at most 2 ms, or in the past) or not. */
@@ -1484,8 +1531,12 @@ static void op_arch_prctl(void)
 		uint64_t saved = 0;
 		uint64_t get = (uint32_t)code == ARCH_SET_FS ? ARCH_GET_FS : ARCH_GET_GS;
 		ksys2(SYS_arch_prctl, get, &saved);
-		sc(SYS_arch_prctl, garb(code), arg, 0, 0, 0, 0);
-		ksys2(SYS_arch_prctl, (uint32_t)code, saved); /* back to the C library's */
+		uint64_t a[6] = { garb(code), arg, 0, 0, 0, 0 };
+		log_pre(SYS_arch_prctl, a, "(then FS/GS restored)");
+		long r = ksys2(SYS_arch_prctl, a[0], arg);
+		/* back to the C library's thread pointer before any C library code runs */
+		ksys2(SYS_arch_prctl, (uint32_t)code, saved);
+		log_post(SYS_arch_prctl, r);
 		return;
 	}
 	sc(SYS_arch_prctl, garb(code), arg, 0, 0, 0, 0);
@@ -1720,6 +1771,21 @@ static void child_exec(void)
 		v[2] = 0;
 		v[3] = (uint64_t)(uintptr_t)(s + 32);
 		v[4] = 0;
+		if (chance(25)) {
+			/* many long arguments (up to 250 of up to 1 KiB: E2BIG past the limit) */
+			char *x = s + 64;
+			memset(x, 'x', 1023);
+			x[1023] = 0;
+			uint64_t *big = v + 8;
+			int n = 2 + (int)below(240);
+			big[0] = v[0];
+			big[1] = v[1];
+			for (int i = 2; i < n; i++)
+				big[i] = (uint64_t)(uintptr_t)(x + below(1000));
+			big[n] = 0;
+			sc(SYS_execve, path, big, v + 3, 0, 0, 0);
+			return;
+		}
 		sc(SYS_execve, path, v, v + 3, 0, 0, 0);
 	} else {
 		const char *p = memk ? other[0] : other[1];
@@ -1766,7 +1832,7 @@ static const struct op ops[] = {
 	{ op_write, 35, 0 },
 	{ op_open, 45, 0 },
 	{ op_openat, 20, 0 },
-	{ op_close, 60, 0 },
+	{ op_close, 45, 0 },
 	{ op_fstat, 20, 0 },
 	{ op_newfstatat, 20, 0 },
 	{ op_readlink, 10, 0 },
@@ -1841,7 +1907,6 @@ static void child_main(uint64_t parent_call, int slot)
 {
 	static char prefix[32];
 	is_child = 1;
-	child_slot = slot;
 	nkids = 0;
 	my_slot = slot >= 0 ? &sh->child[slot] : NULL;
 	if (my_slot)
@@ -1867,6 +1932,21 @@ static void install_handlers(void)
 				(uint64_t)(uintptr_t)fz_restorer, 0 };
 	for (unsigned i = 0; i < 4; i++)
 		ksys4(SYS_rt_sigaction, sigs[i], &a, 0, 8);
+}
+
+/* Many VMAs at once (long runs only): a PROT_NONE mapping of 2K pages with every other
+ * page made readable, up to the kernel's VMA limit (65530, ENOMEM past it). The
+ * mapping is then an ordinary one of the fuzzer's, unmapped in due course. */
+static void vma_storm(void)
+{
+	uint64_t k = 16000 + below(17000);
+	long r = sc(SYS_mmap, 0, 2 * k * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (kt_is_err(r))
+		return;
+	maps_add((uint64_t)r, 2 * k * 4096);
+	for (uint64_t i = 0; i < k; i++)
+		if (sc(SYS_mprotect, (uint64_t)r + 2 * i * 4096, 4096, PROT_READ, 0, 0, 0) != 0)
+			break;
 }
 
 static void arena_reset(void)
@@ -1903,6 +1983,13 @@ static int worker_setup(void)
 	}
 	memset(zone[3], '.', zone_size[3]);
 	zone[3][zone_size[3] - 1] = '\n';
+	/* start with some files open (the fuzzer closes and opens more) */
+	static const int first[] = { 4, 5, 0, 7 };
+	for (unsigned i = 0; i < sizeof first / sizeof first[0]; i++) {
+		long fd = k_open(path_str(first[i]), paths[first[i]].flags & P_DMIRROR ? O_RDWR : O_RDONLY);
+		if (fd >= 0)
+			fdt_add((int)fd, fd_kind_for_path(first[i]));
+	}
 	initial_brk = (uint64_t)k_brk(0);
 	return 0;
 }
@@ -1957,6 +2044,8 @@ static __attribute__((noreturn)) void worker_main(uint64_t n, int quiet)
 		rng_for(i, 0);
 		if (i % 500 == 499)
 			arena_reset();
+		else if (i % 250000 == 125000)
+			vma_storm();
 		else
 			one_call();
 		sh->done = i + 1;
@@ -2006,8 +2095,8 @@ static int run_worker(uint64_t n, int quiet)
 			return 1;
 		}
 		uint64_t now = kt_now_ns();
-		if (sh->done != last_done) {
-			last_done = sh->done;
+		if (sh->beats != last_done) {
+			last_done = sh->beats;
 			last_change = now;
 		} else if (now - last_change > STALL_SECONDS * 1000000000ULL) {
 			kout("fuzz_sys: FAIL: no progress for %d s (kernel hang?) after %llu calls, seed %llu:\n",
@@ -2061,6 +2150,30 @@ static unsigned long freeram_settled(unsigned long want)
 		f = kt_freeram();
 	}
 	return f;
+}
+
+/* Touch the supervisor's stack, data and code now, so that its own first touches (the
+ * failure paths) do not move free memory between the two measurements. */
+static void __attribute__((noinline)) prefault(void)
+{
+	volatile char stack[64 * 1024];
+	for (size_t i = 0; i < sizeof stack; i += 4096)
+		stack[i] = 0;
+	/* every page of the loaded segments (static, not PIE: addresses as in the file) */
+	const Elf64_Phdr *ph = (const Elf64_Phdr *)getauxval(AT_PHDR);
+	unsigned long n = getauxval(AT_PHNUM);
+	for (unsigned long i = 0; ph && i < n; i++) {
+		if (ph[i].p_type != PT_LOAD)
+			continue;
+		volatile char *p = (volatile char *)(uintptr_t)(ph[i].p_vaddr & ~4095UL);
+		volatile char *e = (volatile char *)(uintptr_t)(ph[i].p_vaddr + ph[i].p_memsz);
+		for (; p < e; p += 4096) {
+			if (ph[i].p_flags & PF_W)
+				*p = *p;
+			else
+				(void)*p;
+		}
+	}
 }
 
 static void read_args_file(void)
@@ -2118,6 +2231,7 @@ int main(int argc, char **argv, char **envp)
 		return 1;
 	}
 	sh = (struct shared *)r;
+	prefault();
 	/* the worker may send the handled signals to its group and to everyone: ignore them */
 	int ign[] = { SIGALRM, SIGUSR1, SIGVTALRM, SIGPROF };
 	for (unsigned i = 0; i < 4; i++) {

@@ -195,7 +195,7 @@ pub fn block_current() {
 
 /// Sleep for at least `ticks` timer ticks (woken early by [`wake`], e.g. on kill).
 pub fn sleep_ticks(ticks: u64) {
-    let deadline = crate::arch::x86_64::interrupts::ticks() + ticks.max(1);
+    let deadline = crate::arch::x86_64::interrupts::ticks().saturating_add(ticks.max(1));
     interrupts::without_interrupts(|| {
         let p = current();
         locked(&SLEEPERS, |s| s.push((deadline, p.clone())));

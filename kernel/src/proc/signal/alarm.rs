@@ -79,13 +79,13 @@ pub fn on_tick(now: u64) {
     for p in due {
         let interval = p.with(|i| {
             let s = &mut i.signals;
-            s.alarm_at = (s.alarm_interval > 0).then(|| now + s.alarm_interval);
+            s.alarm_at = (s.alarm_interval > 0).then(|| now.saturating_add(s.alarm_interval));
             s.alarm_interval
         });
         if interval > 0 {
             let mut alarms = ALARMS.lock();
             if alarms.try_reserve(1).is_ok() {
-                alarms.push((now + interval, Arc::downgrade(&p)));
+                alarms.push((now.saturating_add(interval), Arc::downgrade(&p)));
             }
         }
         send(
