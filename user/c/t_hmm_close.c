@@ -7,9 +7,11 @@
  * hook EXCLUSIVE_HOLD (the engine keeps P's frame lock for HOLD_MS ms), then asks for P on
  * /dev/hmm_dmirror1 with EXCLUSIVE: the engine sleeps on P's frame lock while it holds the
  * device, until the hold ends, and X's ioctl waits for it. X records when its second ioctl
- * began and ended (CLOCK_MONOTONIC, in a shared page): that window, at least 60% of the
- * hold long, proves the device was busy, and every timed operation of the parent must fall
- * inside it.
+ * began and ended (CLOCK_MONOTONIC, in a shared page): that window, at least 25% of the
+ * hold long, proves the device was busy (an idle device answers in about a millisecond;
+ * the margin is wide because the hold counts timer ticks while CLOCK_MONOTONIC comes from
+ * the TSC, whose calibration under a loaded TCG host can be off by 2x), and every timed
+ * operation of the parent must fall inside it.
  *
  *   close_while_busy   20 files opened (and used by the device) beforehand are closed, one by
  *                      one, while the device is busy: each close returns in < 50 ms; then 20
@@ -182,7 +184,7 @@ static int busy_finish(struct busy *b, long pid, uint64_t w0, uint64_t w1, const
 	     "%llu.%03llu ms from %llu ms into it\n",
 	     hmm_ms(d), HOLD_MS, work, hmm_ms(w1 - w0), (unsigned long long)((w1 - w0) / 1000 % 1000),
 	     w0 > b->t_start ? hmm_ms(w0 - b->t_start) : 0ULL);
-	KT_CHECK(d >= HOLD_MS * MS * 6 / 10,
+	KT_CHECK(d >= HOLD_MS * MS / 4,
 		 "the EXCLUSIVE on dmirror1 took only %llu ms of a %llu ms hold: the device was not busy (the engine "
 		 "did not wait for the held frame lock?)",
 		 hmm_ms(d), HOLD_MS);
