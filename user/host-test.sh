@@ -31,6 +31,19 @@ check "init: runs programs, reports endings" 0 $st "$out" \
 out=$(printf 'echo a\x7fb\r\nps\n\x04' | "$BIN/init" 2>&1); st=$?
 check "init: backspace, CRLF, ps, Ctrl-D" 0 $st "$out" "b" "ps: not supported" "exit"
 
+# help and ls: on Linux, /bin is Linux's and getdents64 lists it; on memkernel the shell
+# reads /bin/INDEX instead (user/init/src/dir.rs). The descriptions come from the shell.
+out=$(printf '%s\n' help "help exdemo t_signal_glibc ls nope" | "$BIN/init" 2>&1); st=$?
+check "init: help lists /bin and says what programs are" 0 $st "$out" \
+    "built-ins: help [NAME], ls [DIR...]" "programs in /bin:" "  true" \
+    "exdemo: start here" "t_signal_glibc: test: POSIX signals" "ls [DIR...]: the entries" \
+    "nope: neither a built-in nor a program in /bin"
+
+out=$(printf '%s\n' ls "ls /proc/self /nonexistent" | "$BIN/init" 2>&1); st=$?
+check "init: ls lists directories" 0 $st "$out" \
+    "/bin:" "/dev:" "/proc:" "null" "/proc/self:" "cmdline" \
+    "ls: /nonexistent: no such directory"
+
 # Test programs whose source says `ktest: host` must pass on Linux itself (both C
 # libraries where built twice): the kernel is held to the same expected output.
 for src in "$ROOT"/user/c/t_*.c; do

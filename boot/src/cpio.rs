@@ -13,6 +13,10 @@
 //! `namesize` counts the NUL; `check` is 0. The archive ends with a member named
 //! `TRAILER!!!`. Names are relative, without a leading `/` or `./` ("init",
 //! "bin/hello"); a directory comes before everything inside it.
+//!
+//! An archive with programs in `bin/` also gets [`BIN_INDEX`], their names one per line
+//! ([`add_bin_index`]): memkernel has no getdents(2) yet, so the shell's `help` and `ls`
+//! read it to know what is in /bin (user/init/src/dir.rs).
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
@@ -25,6 +29,8 @@ pub const MAGIC: &[u8; 6] = b"070701";
 pub const HEADER_LEN: usize = 6 + 13 * 8;
 /// Name of the last member.
 pub const TRAILER: &str = "TRAILER!!!";
+/// The list of the programs in `bin/`, one name per line, sorted.
+pub const BIN_INDEX: &str = "bin/INDEX";
 
 /// File type bits of `mode` (Linux stat.h).
 pub const S_IFDIR: u32 = 0o040000;
@@ -157,7 +163,34 @@ pub fn initramfs_entries(
         .map(|(name, path)| (format!("bin/{name}"), path.clone()))
         .collect();
     specs.push(("init".to_string(), init.to_path_buf()));
-    entries_from_specs(&specs)
+    let mut entries = entries_from_specs(&specs)?;
+    add_bin_index(&mut entries);
+    Ok(entries)
+}
+
+/// Append [`BIN_INDEX`], listing the regular files directly in `bin/`, if there are any
+/// and the archive has no member of that name already.
+pub fn add_bin_index(entries: &mut Vec<Entry>) {
+    if entries.iter().any(|e| e.name == BIN_INDEX) {
+        return;
+    }
+    let mut names: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.mode & 0o170000 == S_IFREG)
+        .filter_map(|e| e.name.strip_prefix("bin/"))
+        .filter(|n| !n.contains('/'))
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    names.sort_unstable();
+    let mut data = names.join("\n");
+    data.push('\n');
+    entries.push(Entry {
+        name: BIN_INDEX.to_string(),
+        mode: S_IFREG | 0o644,
+        data: data.into_bytes(),
+    });
 }
 
 /// Members for `(archive name, host file)` pairs, in order, each preceded by any of its
@@ -194,7 +227,7 @@ pub fn write_file(path: &Path, entries: &[Entry]) -> Result<()> {
 }
 
 /// `boot mkcpio OUT.cpio NAME=FILE...`: pack host files into an archive, e.g.
-/// `init=target/user/bin/init bin/hello=target/user/bin/hello`.
+/// `init=target/user/bin/init bin/hello=target/user/bin/hello` (plus [`BIN_INDEX`]).
 pub fn mkcpio_main(args: &[String]) -> Result<()> {
     let Some((out, members)) = args.split_first() else {
         bail!("usage: boot mkcpio OUT.cpio NAME=FILE...   (e.g. init=target/user/bin/init)");
@@ -206,7 +239,8 @@ pub fn mkcpio_main(args: &[String]) -> Result<()> {
         };
         specs.push((name.to_string(), std::path::PathBuf::from(file)));
     }
-    let entries = entries_from_specs(&specs)?;
+    let mut entries = entries_from_specs(&specs)?;
+    add_bin_index(&mut entries);
     write_file(Path::new(out), &entries)?;
     let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     println!(
@@ -377,14 +411,20 @@ mod tests {
         )
         .unwrap();
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["bin", "bin/hello", "bin/other", "init"]);
+        assert_eq!(
+            names,
+            ["bin", "bin/hello", "bin/other", "init", "bin/INDEX"]
+        );
         assert_eq!(entries[1].data, b"AAAAA");
+        assert_eq!(entries[4].data, b"hello\nother\n");
+        assert_eq!(entries[4].mode, S_IFREG | 0o644);
         let out = dir.join("t.cpio");
         write_file(&out, &entries).unwrap();
         let read = parse(&std::fs::read(&out).unwrap());
-        assert_eq!(read.len(), 5);
+        assert_eq!(read.len(), 6);
         assert_eq!(read[3].data, b"B");
-        let nested = entries_from_specs(&[("/usr/local/bin/x".into(), a)]).unwrap();
+        let mut nested = entries_from_specs(&[("/usr/local/bin/x".into(), a)]).unwrap();
+        add_bin_index(&mut nested); // nothing in bin/: no index
         let names: Vec<&str> = nested.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(
             names,

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::qemu::{Ending, TestRun};
+use crate::timing::Ready;
 
 /// QEMU exit status for `isa-debug-exit` value 0x10: the kernel's "all passed".
 const EXIT_SUCCESS: i32 = 33;
@@ -138,12 +139,17 @@ pub fn report(name: &str, run: &TestRun) -> i32 {
     let counts = count(&run.output);
     let v = verdict(&run.ending, &counts);
     let banner = run
-        .banner_after
+        .times
+        .banner
         .map(|d| format!("banner after {} ms, ", d.as_millis()))
         .unwrap_or_default();
+    let first_test = match run.times.ready {
+        Some((at, Ready::FirstTest)) => format!("first test after {} ms, ", at.as_millis()),
+        _ => String::new(),
+    };
     match &v.reason {
         None => println!(
-            "[runner] {name}: PASS: {} passed, 0 failed ({banner}{} ms in QEMU)",
+            "[runner] {name}: PASS: {} passed, 0 failed ({banner}{first_test}{} ms in QEMU)",
             v.passed,
             run.elapsed.as_millis()
         ),

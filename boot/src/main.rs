@@ -2,8 +2,8 @@
 //! its arguments:
 //!
 //! ```text
-//! boot KERNEL_ELF [--uefi] [--gdb] [--init PROGRAM | --initramfs FILE.cpio | --no-initramfs]
-//!      [--test | --run] [-- QEMU_ARGS]
+//! boot KERNEL_ELF [--uefi] [--gdb] [--timing]
+//!      [--init PROGRAM | --initramfs FILE.cpio | --no-initramfs] [--test | --run] [-- QEMU_ARGS]
 //! boot mkcpio OUT.cpio NAME=FILE...
 //! ```
 //!
@@ -15,22 +15,26 @@
 //!    of `target/user/bin` as `/bin/NAME`; otherwise `target/initramfs.cpio` if it
 //!    exists (`make user` builds it); `--no-initramfs` for none;
 //! 4. builds a BIOS (default) or UEFI disk image with the `bootloader` crate, with the
-//!    bootloader's own logging off;
+//!    bootloader's own logging off, and tunes a BIOS image for QEMU's emulator (see
+//!    [`image`]: ~5 s to the shell became ~0.5 s);
 //! 5. runs QEMU with the serial console on stdio, and
 //! 6. in test mode (cargo test binaries, which live under `deps/`, or `--test`), judges
 //!    the run: only QEMU exit status 33 (the kernel wrote 0x10 to `isa-debug-exit`) with
 //!    as many `... ok` lines as the kernel announced counts as a pass. In run mode, and
 //!    for `--init` in test mode, it exits with init's exit status instead (the protocol
-//!    and the runner's own exit statuses: see [`qemu`]).
+//!    and the runner's own exit statuses: see [`qemu`]);
+//! 7. with `--timing` (or `KRUN_TIMING=1`), prints where the boot time went ([`timing`]).
 //!
-//! `mkcpio` writes a cpio (newc) archive from host files (see [`cpio`]);
-//! scripts/build-user.sh packs `target/initramfs.cpio` with it.
+//! `mkcpio` writes a cpio (newc) archive from host files, plus `bin/INDEX` (see
+//! [`cpio`]); scripts/build-user.sh packs `target/initramfs.cpio` with it.
 
 mod cpio;
+mod image;
 mod initramfs;
 mod judge;
 mod power_off;
 mod qemu;
+mod timing;
 
 use anyhow::{bail, Context, Result};
 use power_off::Expect;
@@ -72,11 +76,13 @@ pub struct Options {
     pub gdb: bool,
     pub ramdisk: Ramdisk,
     pub mode: Mode,
+    /// `--timing` or `KRUN_TIMING=1`: print where the boot time went.
+    pub timing: bool,
     /// Extra arguments after `--`, appended to QEMU's command line.
     pub qemu_args: Vec<String>,
 }
 
-const USAGE: &str = "usage: run-qemu.sh KERNEL_ELF [--uefi] [--gdb] \
+const USAGE: &str = "usage: run-qemu.sh KERNEL_ELF [--uefi] [--gdb] [--timing] \
 [--init PROGRAM | --initramfs FILE.cpio | --no-initramfs] [--test|--run] [-- QEMU_ARGS]
        boot mkcpio OUT.cpio NAME=FILE...";
 
@@ -84,6 +90,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options> {
     let mut kernel = None;
     let mut firmware = Firmware::Bios;
     let mut gdb = false;
+    let mut timing = std::env::var("KRUN_TIMING").is_ok_and(|v| !v.is_empty() && v != "0");
     let mut ramdisk = Ramdisk::Default;
     let mut mode = None;
     let mut qemu_args = Vec::new();
@@ -93,6 +100,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options> {
             "--uefi" => firmware = Firmware::Uefi,
             "--bios" => firmware = Firmware::Bios,
             "--gdb" => gdb = true,
+            "--timing" => timing = true,
             "--test" => mode = Some(Mode::Test),
             "--run" => mode = Some(Mode::Run),
             "--initramfs" | "--init" | "--no-initramfs" => {
@@ -141,6 +149,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options> {
         gdb,
         ramdisk,
         mode,
+        timing,
         qemu_args,
     })
 }
@@ -218,15 +227,6 @@ fn build_image(
     ramdisk: Option<&Path>,
     dir: Option<&Path>,
 ) -> Result<PathBuf> {
-    let mut builder = bootloader::DiskImageBuilder::new(stripped.to_path_buf());
-    let mut config = bootloader::BootConfig::default();
-    // The bootloader's own log is slow to print under emulation and not ours to show.
-    config.frame_buffer_logging = false;
-    config.serial_logging = false;
-    builder.set_boot_config(&config);
-    if let Some(ramdisk) = ramdisk {
-        builder.set_ramdisk(ramdisk.to_path_buf());
-    }
     let ext = match opts.firmware {
         Firmware::Bios => "bios.img",
         Firmware::Uefi => "uefi.img",
@@ -235,11 +235,7 @@ fn build_image(
         Some(dir) => dir.join("kernel").with_extension(ext),
         None => opts.kernel.with_extension(ext),
     };
-    match opts.firmware {
-        Firmware::Bios => builder.create_bios_image(&image),
-        Firmware::Uefi => builder.create_uefi_image(&image),
-    }
-    .with_context(|| format!("cannot create disk image {}", image.display()))?;
+    image::build(opts, stripped, ramdisk, &image)?;
     Ok(image)
 }
 
@@ -258,14 +254,23 @@ fn run(opts: &Options) -> Result<i32> {
     };
     let dir = scratch.as_ref().map(|s| s.path());
     // Test kernels (cargo test) never run user programs: booting them without the
-    // default initramfs saves the BIOS loader ~1.5 s of disk reads per kernel.
+    // default initramfs saves the BIOS loader the disk reads.
     let ramdisk = match (&opts.ramdisk, opts.mode) {
         (Ramdisk::Default, Mode::Test) => None,
         (which, _) => initramfs::resolve(which, dir)?,
     };
     let stripped = strip_kernel(&opts.kernel, dir)?;
     let image = build_image(opts, &stripped, ramdisk.as_deref(), dir)?;
-    let command = qemu::command(opts, &image)?;
+    // --timing: the firmware's debug console goes to a FIFO in a directory of its own.
+    let timing_dir = match opts.timing {
+        true => Some(initramfs::ScratchDir::new()?),
+        false => None,
+    };
+    let firmware_log = match &timing_dir {
+        Some(d) => Some(timing::make_fifo(&d.path().join("firmware.log"))?),
+        None => None,
+    };
+    let command = qemu::command(opts, &image, firmware_log.as_deref())?;
     if opts.gdb {
         println!(
             "[runner] QEMU waits for gdb on localhost:1234. In another terminal run:\n\
@@ -273,22 +278,34 @@ fn run(opts: &Options) -> Result<i32> {
             opts.kernel.display()
         );
     }
+    launch(opts, command, run_timeout, firmware_log.as_deref())
+}
+
+/// Run QEMU in the way `opts` asks for; the runner's exit status.
+fn launch(
+    opts: &Options,
+    command: Command,
+    run_timeout: Option<std::time::Duration>,
+    timing: Option<&Path>,
+) -> Result<i32> {
     match (&opts.ramdisk, opts.mode) {
         (Ramdisk::Init(_), Mode::Run) => {
-            qemu::run_interactive(command, Expect::InitStatus, run_timeout)
+            qemu::run_interactive(command, Expect::InitStatus, run_timeout, timing)
         }
         (Ramdisk::Init(program), Mode::Test) => {
             let name = program
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            qemu::run_init_test(command, &name)
+            qemu::run_init_test(command, &name, timing)
         }
-        (_, Mode::Run) => qemu::run_interactive(command, Expect::AnyEnd, run_timeout),
+        (_, Mode::Run) => qemu::run_interactive(command, Expect::AnyEnd, run_timeout, timing),
         (_, Mode::Test) => {
             let name = judge::suite_name(&opts.kernel);
-            let outcome = qemu::run_test(command, &name)?;
-            Ok(judge::report(&name, &outcome))
+            let outcome = qemu::run_test(command, &name, timing)?;
+            let status = judge::report(&name, &outcome);
+            qemu::print_timing(&outcome.times, timing);
+            Ok(status)
         }
     }
 }
@@ -335,6 +352,7 @@ mod tests {
             parse(&["k", "--no-initramfs"]).unwrap().ramdisk,
             Ramdisk::Nothing
         );
+        assert!(parse(&["k", "--timing", "--uefi"]).unwrap().timing);
         assert!(parse(&["k", "--init"]).is_err());
         assert!(parse(&["k", "--init", "a", "--initramfs", "b"]).is_err());
     }

@@ -45,6 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::power_off::{self, Expect, SerialWatch};
+use crate::timing::BootTimes;
 use crate::{Firmware, Mode, Options};
 
 /// Guest RAM. Matches the reference Linux measurements in the issues.
@@ -68,8 +69,9 @@ fn ovmf_files() -> Result<(PathBuf, PathBuf)> {
     bail!("UEFI firmware not found in /usr/share/OVMF: run `make setup` (Debian package ovmf)")
 }
 
-/// Build the QEMU command for `image`.
-pub fn command(opts: &Options, image: &Path) -> Result<Command> {
+/// Build the QEMU command for `image`. With `firmware_log` (`--timing`), the firmware's
+/// debug console (I/O port 0x402, where SeaBIOS reports its progress) goes to that FIFO.
+pub fn command(opts: &Options, image: &Path, firmware_log: Option<&Path>) -> Result<Command> {
     let qemu = "qemu-system-x86_64";
     if Command::new(qemu).arg("--version").output().is_err() {
         bail!("{qemu} not found: run `make setup` (Debian package qemu-system-x86)");
@@ -79,7 +81,11 @@ pub fn command(opts: &Options, image: &Path) -> Result<Command> {
         // virtio-blk, not IDE: the firmware reads the kernel through virtio instead of
         // port I/O, which halves the time to the banner under TCG.
         .arg(format!("if=virtio,format=raw,file={}", image.display()))
-        .args(["-m", MEMORY, "-cpu", "max", "-smp", "1"])
+        // phys-bits=39: with 40 or more (TCG's default), QEMU reports a 12 GiB
+        // HyperTransport hole at 1 TiB in the memory map of an AMD-flavoured CPU, and the
+        // bootloader maps physical memory up to the highest address in the map: 1 TiB of
+        // 2 MiB pages, ~70 ms of stage 4 under emulation. 2^39 = 512 GiB is plenty.
+        .args(["-m", MEMORY, "-cpu", "max,phys-bits=39", "-smp", "1"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .args(["-display", "none", "-no-reboot"]);
     if opts.firmware == Firmware::Uefi {
@@ -101,6 +107,11 @@ pub fn command(opts: &Options, image: &Path) -> Result<Command> {
         Mode::Run => cmd.args(["-serial", "mon:stdio"]),
         Mode::Test => cmd.args(["-serial", "stdio", "-monitor", "none"]),
     };
+    if let Some(fifo) = firmware_log {
+        cmd.arg("-chardev")
+            .arg(format!("pipe,id=fwlog,path={}", fifo.display()))
+            .args(["-device", "isa-debugcon,iobase=0x402,chardev=fwlog"]);
+    }
     if opts.gdb {
         cmd.args(["-s", "-S"]);
     }
@@ -125,7 +136,7 @@ pub struct TestRun {
     pub ending: Ending,
     pub output: String,
     pub elapsed: Duration,
-    pub banner_after: Option<Duration>,
+    pub times: BootTimes,
 }
 
 /// Where QEMU's stdin comes from.
@@ -150,7 +161,63 @@ struct Session {
     output: String,
     watch: SerialWatch,
     elapsed: Duration,
-    banner_after: Option<Duration>,
+    times: BootTimes,
+}
+
+/// What the output readers collect while QEMU runs.
+#[derive(Default)]
+struct Collected {
+    output: Vec<u8>,
+    watch: SerialWatch,
+    times: BootTimes,
+}
+
+/// Lock `shared`, also if a reader thread panicked while holding it.
+fn lock(shared: &Mutex<Collected>) -> std::sync::MutexGuard<'_, Collected> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Echo QEMU's serial output (its stdout) live, keep it if asked, and scan it.
+fn read_serial(mut stdout: impl Read, shared: &Mutex<Collected>, keep: Keep, start: Instant) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stdout.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let at = start.elapsed();
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&buf[..n]);
+        let _ = out.flush();
+        drop(out);
+        let mut c = lock(shared);
+        if keep == Keep::Output {
+            c.output.extend_from_slice(&buf[..n]);
+        }
+        c.watch.feed(&buf[..n]);
+        c.times.serial(&buf[..n], at);
+    }
+}
+
+/// Time the firmware's debug-console lines from the FIFO `path`, on a thread of its own
+/// that is never joined: opened read-write, so the open does not wait for QEMU, the
+/// FIFO never reports end of file, and the thread ends with the runner.
+fn read_firmware_log(path: &Path, shared: &Arc<Mutex<Collected>>, start: Instant) -> Result<()> {
+    let mut fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let shared = Arc::clone(shared);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = fifo.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            lock(&shared).times.firmware(&buf[..n], start.elapsed());
+        }
+    });
+    Ok(())
 }
 
 /// A timeout in seconds from `var`: unset or empty = none; otherwise a positive number.
@@ -198,85 +265,73 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Run QEMU, echoing its serial output live, scanning it, enforcing `timeout`.
+/// Run QEMU, echoing its serial output live, scanning it, enforcing `timeout`; with
+/// `firmware_log`, timing the firmware's progress too.
 fn run_session(
     mut command: Command,
     console: Console,
     keep: Keep,
     timeout: Option<Duration>,
+    firmware_log: Option<&Path>,
 ) -> Result<Session> {
+    let shared = Arc::new(Mutex::new(Collected::default()));
     let start = Instant::now();
+    if let Some(fifo) = firmware_log {
+        read_firmware_log(fifo, &shared, start)?;
+    }
     command.stdout(Stdio::piped());
     match console {
         Console::Interactive => command.stdin(Stdio::inherit()),
         Console::Detached => command.stdin(Stdio::null()),
     };
     let mut child = command.spawn().context("cannot start QEMU")?;
-    let mut stdout = child.stdout.take().context("QEMU stdout")?;
-    let shared = Arc::new(Mutex::new((Vec::<u8>::new(), SerialWatch::default(), None)));
+    let stdout = child.stdout.take().context("QEMU stdout")?;
     let reader = {
         let shared = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut tail = Vec::<u8>::new(); // for spotting the banner across chunks
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&buf[..n]);
-                let _ = out.flush();
-                drop(out);
-                let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
-                let (output, watch, banner) = &mut *guard;
-                if keep == Keep::Output {
-                    output.extend_from_slice(&buf[..n]);
-                }
-                watch.feed(&buf[..n]);
-                if banner.is_none() {
-                    tail.extend_from_slice(&buf[..n]);
-                    if String::from_utf8_lossy(&tail).contains(BANNER_MARK) {
-                        *banner = Some(start.elapsed());
-                    }
-                    let keep_from = tail.len().saturating_sub(BANNER_MARK.len());
-                    tail.drain(..keep_from);
-                }
-            }
-        })
+        std::thread::spawn(move || read_serial(stdout, &shared, keep, start))
     };
-    let ending = loop {
+    let ending = wait(&mut child, console, timeout, start)?;
+    let elapsed = start.elapsed();
+    let _ = reader.join();
+    let mut c = lock(&shared);
+    c.watch.finish();
+    Ok(Session {
+        ending,
+        output: String::from_utf8_lossy(&c.output).into_owned(),
+        watch: std::mem::take(&mut c.watch),
+        elapsed,
+        times: c.times.clone(),
+    })
+}
+
+/// Wait for QEMU to end, stopping it at `timeout` (counted from `start`).
+fn wait(
+    child: &mut Child,
+    console: Console,
+    timeout: Option<Duration>,
+    start: Instant,
+) -> Result<Ending> {
+    loop {
         if let Some(status) = child.try_wait().context("waiting for QEMU")? {
-            break match status.code() {
+            return Ok(match status.code() {
                 Some(code) => Ending::Exited(code),
                 None => Ending::Signalled,
-            };
+            });
         }
         if let Some(limit) = timeout {
             if start.elapsed() > limit {
                 match console {
-                    Console::Interactive => stop(&mut child),
+                    Console::Interactive => stop(child),
                     Console::Detached => {
                         let _ = child.kill();
                         let _ = child.wait();
                     }
                 }
-                break Ending::TimedOut(limit);
+                return Ok(Ending::TimedOut(limit));
             }
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = start.elapsed();
-    let _ = reader.join();
-    let mut guard = shared.lock().unwrap_or_else(|e| e.into_inner());
-    let (output, watch, banner) = &mut *guard;
-    watch.finish();
-    Ok(Session {
-        ending,
-        output: String::from_utf8_lossy(output).into_owned(),
-        watch: std::mem::take(watch),
-        elapsed,
-        banner_after: *banner,
-    })
+    }
 }
 
 /// Print the `[runner]` line for an ending that was not a clean power-off, on a line of
@@ -291,29 +346,54 @@ fn report(verdict: &power_off::RunVerdict) {
 /// output is passed through live and scanned for the power-off line. Returns the
 /// runner's exit status (see the module documentation). `timeout` comes from
 /// `KRUN_TIMEOUT` ([`run_timeout`]).
-pub fn run_interactive(command: Command, expect: Expect, timeout: Option<Duration>) -> Result<i32> {
+pub fn run_interactive(
+    command: Command,
+    expect: Expect,
+    timeout: Option<Duration>,
+    timing: Option<&Path>,
+) -> Result<i32> {
     if let Some(t) = timeout {
         println!(
             "[runner] KRUN_TIMEOUT: QEMU is stopped after {} s",
             t.as_secs_f64()
         );
     }
-    let session = run_session(command, Console::Interactive, Keep::ScanOnly, timeout)?;
+    let session = run_session(
+        command,
+        Console::Interactive,
+        Keep::ScanOnly,
+        timeout,
+        timing,
+    )?;
     let verdict = power_off::verdict(&session.ending, &session.watch, expect, "KRUN_TIMEOUT");
     report(&verdict);
+    print_timing(&session.times, timing);
     Ok(verdict.code)
+}
+
+/// With `--timing`, the breakdown line (on a line of its own).
+pub fn print_timing(times: &BootTimes, timing: Option<&Path>) {
+    if timing.is_some() {
+        println!("\n[runner] {}", times.summary());
+    }
 }
 
 /// Run a user program as init, non-interactively (test mode): like [`run_interactive`]
 /// with stdin detached and `KTEST_TIMEOUT` (default 120 s). Returns init's status S or
 /// one of the runner's failure statuses.
-pub fn run_init_test(command: Command, name: &str) -> Result<i32> {
+pub fn run_init_test(command: Command, name: &str, timing: Option<&Path>) -> Result<i32> {
     let timeout = test_timeout();
     println!(
         "[runner] booting with {name} as /init (timeout {} s)",
         timeout.as_secs()
     );
-    let session = run_session(command, Console::Detached, Keep::ScanOnly, Some(timeout))?;
+    let session = run_session(
+        command,
+        Console::Detached,
+        Keep::ScanOnly,
+        Some(timeout),
+        timing,
+    )?;
     let verdict = power_off::verdict(
         &session.ending,
         &session.watch,
@@ -321,6 +401,7 @@ pub fn run_init_test(command: Command, name: &str) -> Result<i32> {
         "KTEST_TIMEOUT",
     );
     report(&verdict);
+    print_timing(&session.times, timing);
     if verdict.message.is_none() {
         println!(
             "[runner] {name}: init exited with status {} ({} ms in QEMU)",
@@ -332,17 +413,23 @@ pub fn run_init_test(command: Command, name: &str) -> Result<i32> {
 }
 
 /// Run a test kernel: echo its serial output, enforce the timeout, and collect the output.
-pub fn run_test(command: Command, name: &str) -> Result<TestRun> {
+pub fn run_test(command: Command, name: &str, timing: Option<&Path>) -> Result<TestRun> {
     let timeout = test_timeout();
     println!(
         "[runner] booting {name} in QEMU (timeout {} s)",
         timeout.as_secs()
     );
-    let session = run_session(command, Console::Detached, Keep::Output, Some(timeout))?;
+    let session = run_session(
+        command,
+        Console::Detached,
+        Keep::Output,
+        Some(timeout),
+        timing,
+    )?;
     Ok(TestRun {
         ending: session.ending,
         output: session.output,
         elapsed: session.elapsed,
-        banner_after: session.banner_after,
+        times: session.times,
     })
 }

@@ -24,14 +24,24 @@
  *     command that succeeds covered only mapped pages (writable ones for WRITE and
  *     ATOMIC_ADD); a failed one never changed a page that is not writable;
  *   - SNAPSHOT: 0xff exactly for unmapped pages, never "writable" for a page whose VMA
- *     is not, never "device-exclusive" for a page the CPU touched since (or that was
- *     unmapped, replaced, zapped, protected, or forked since);
- *   - CHECK_EXCLUSIVE: 0 on a range no device can still hold atomically (same rules);
+ *     is not, never "device-exclusive" for a page the CPU touched since the last
+ *     EXCLUSIVE or ATOMIC_ADD on it (or that was unmapped, replaced, zapped or forked
+ *     since: mprotect may leave the entry exclusive, as Linux does);
+ *   - CHECK_EXCLUSIVE: 0 on a range no device can still hold atomically: touched by the
+ *     CPU, unmapped, replaced, zapped, protected or forked since, or its file reopened;
  *   - arguments the driver must refuse (unaligned address, 0 or > 1024 pages, a range
- *     past the end of user space, an unknown request) are refused and change nothing;
+ *     past the end of user space, a kernel address, an unknown request, a command or
+ *     buffer the kernel cannot read or write) are refused, and the model is not told:
+ *     a page they changed shows up at its next check;
  *   - fork: the child sees the parent's private pages as they were at the fork, while
  *     the parent goes on changing them (CPU and device), writes its own copies, may zap
- *     them and use a device of its own, and exits 0 if everything matched.
+ *     them and use a device of its own, and exits 0 if everything matched;
+ *   - race: a child drives this process's device mirror (ATOMIC_ADD +1, page exclusive
+ *     to the device each time) while this process adds 1 to a word with locked CPU
+ *     instructions (faulting the page back each time) and through its other mirror:
+ *     the sums must be exact, for the CPU and for the device.
+ * Device commands on MAP_SHARED pages may fail (EOPNOTSUPP: Linux makes only anonymous
+ * private pages device-exclusive); that is not an error here.
  * At the end, as in fuzz_sys, free memory must be back to the baseline once every
  * process is gone. On a kernel without /dev/hmm_dmirror0 (Linux) it prints "skipped"
  * and exits 0.

@@ -5,9 +5,12 @@
 //! `/bin/NAME ARGS...` with fork + execve and waits for it with wait4, reporting any
 //! non-zero ending as "exited with status N" / "killed by signal N".
 //!
-//! Built-ins: `help`, `echo WORDS`, `free` (sysinfo(2)), `ps` (prints /proc/ps when the
-//! kernel has it), `exit [N]`. Leaving the shell (`exit N`, Ctrl-D, end of input) ends
-//! pid 1, and our kernel then powers the machine off and QEMU's runner exits with N.
+//! Built-ins: `help [NAME]` (the built-ins and every program in /bin with a line on
+//! what it is: [`programs`]), `ls [DIR...]` ([`dir`]: memkernel cannot list a directory
+//! yet, so the shell knows where to look), `echo WORDS`, `free` (sysinfo(2)), `ps`
+//! (prints /proc/ps when the kernel has it), `exit [N]`. Leaving the shell (`exit N`,
+//! Ctrl-D, end of input) ends pid 1, and our kernel then powers the machine off and
+//! QEMU's runner exits with N.
 //! As init it also reaps orphans (wait4(-1, WNOHANG)) after every command.
 
 #![no_std]
@@ -15,7 +18,9 @@
 
 extern crate alloc;
 
+mod dir;
 mod line;
+mod programs;
 
 use alloc::format;
 use alloc::string::String;
@@ -30,8 +35,9 @@ use ulib::{eprintln, print, println};
 
 ulib::entry!(main);
 
-const HELP: &str = "built-ins: help, echo WORDS, free, ps, exit [N]; \
-any other NAME ARGS runs /bin/NAME (Ctrl-D or exit leaves the shell and powers off)";
+/// The greeting's second line.
+const GREETING: &str = "type `help` for the programs in /bin, `ls` for the files; \
+NAME ARGS runs /bin/NAME";
 
 const PROMPT: &str = "# ";
 
@@ -43,7 +49,8 @@ enum Next {
 
 fn main(_args: &[&str]) -> i32 {
     println!("memkernel shell (pid {})", sys::getpid().unwrap_or(0));
-    println!("{HELP}");
+    println!("{}", programs::BUILTINS);
+    println!("{GREETING}");
     let mut editor = LineEditor::new();
     let mut buf = [0u8; 256];
     print!("{PROMPT}");
@@ -108,7 +115,11 @@ fn run_line(line: &str) -> Next {
     };
     let args: Vec<&str> = words.iter().map(String::as_str).collect();
     match name.as_str() {
-        "help" => println!("{HELP}"),
+        "help" => match &args[1..] {
+            [] => programs::help(),
+            names => names.iter().for_each(|n| programs::help_for(n)),
+        },
+        "ls" => builtin_ls(&args[1..]),
         "echo" => println!("{}", args[1..].join(" ")),
         "exit" => return builtin_exit(&args[1..]),
         "free" => builtin_free(),
@@ -168,6 +179,46 @@ fn builtin_exit(args: &[&str]) -> Next {
             eprintln!("exit: too many arguments");
             Next::Continue
         }
+    }
+}
+
+/// `ls [DIR...]`: the entries of each DIR (default /bin, /dev, /proc), directories with
+/// a trailing `/`, in columns; a file is printed as itself.
+fn builtin_ls(args: &[&str]) {
+    let dirs: &[&str] = if args.is_empty() {
+        &["/bin", "/dev", "/proc"]
+    } else {
+        args
+    };
+    for (i, d) in dirs.iter().enumerate() {
+        let mut st = sys::Stat::default();
+        let is_file = alloc::ffi::CString::new(*d)
+            .is_ok_and(|c| sys::stat(&c, &mut st).is_ok() && !st.is_dir());
+        if is_file {
+            println!("{d}");
+            continue;
+        }
+        let Some(entries) = dir::list(d) else {
+            eprintln!("ls: {d}: no such directory (or one this kernel cannot list)");
+            continue;
+        };
+        if dirs.len() > 1 {
+            if i > 0 {
+                println!();
+            }
+            println!("{d}:");
+        }
+        let names: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                if e.is_dir {
+                    format!("{}/", e.name)
+                } else {
+                    e.name.clone()
+                }
+            })
+            .collect();
+        dir::print_columns(&names);
     }
 }
 

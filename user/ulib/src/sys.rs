@@ -47,7 +47,15 @@ pub const O_RDWR: usize = 2;
 pub const O_CREAT: usize = 0o100;
 pub const O_TRUNC: usize = 0o1000;
 pub const O_APPEND: usize = 0o2000;
+pub const O_DIRECTORY: usize = 0o200000;
 pub const O_CLOEXEC: usize = 0o2000000;
+
+/// `dirfd` meaning "the working directory" (for [`newfstatat`]).
+pub const AT_FDCWD: isize = -100;
+/// File type bits of `Stat::mode`, and two of the types.
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
 
 pub const PROT_NONE: usize = 0;
 pub const PROT_READ: usize = 1;
@@ -122,6 +130,35 @@ pub struct SysInfo {
     pub totalhigh: u64,
     pub freehigh: u64,
     pub mem_unit: u32,
+}
+
+/// `struct stat` (144 bytes on x86-64), as newfstatat(2) and fstat(2) fill it in.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub pad0: u32,
+    pub rdev: u64,
+    pub size: i64,
+    pub blksize: i64,
+    pub blocks: i64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+    pub unused: [i64; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<Stat>() == 144);
+
+impl Stat {
+    pub fn is_dir(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
 }
 
 /// `struct utsname` (six NUL-terminated fields of 65 bytes).
@@ -348,6 +385,13 @@ pub fn gettid() -> Result<usize> {
     call!(nr::GETTID)
 }
 
+/// getdents64(2): fill `buf` with `struct linux_dirent64` records of the directory open
+/// on `fd`; returns how many bytes it filled, 0 at the end of the directory. (Not on
+/// memkernel yet: ENOSYS there, and no directory can be opened anyway.)
+pub fn getdents64(fd: usize, buf: &mut [u8]) -> Result<usize> {
+    call!(nr::GETDENTS64, fd, buf.as_mut_ptr(), buf.len())
+}
+
 /// set_tid_address(2): returns the caller's thread id.
 ///
 /// # Safety
@@ -361,6 +405,16 @@ pub unsafe fn set_tid_address(tidptr: *mut i32) -> Result<usize> {
 /// clock_gettime(2).
 pub fn clock_gettime(clock: usize, tp: &mut Timespec) -> Result<usize> {
     call!(nr::CLOCK_GETTIME, clock, tp as *mut Timespec)
+}
+
+/// newfstatat(2): what `path` is (relative paths from `dirfd`, e.g. [`AT_FDCWD`]).
+pub fn newfstatat(dirfd: isize, path: &CStr, st: &mut Stat, flags: usize) -> Result<usize> {
+    call!(nr::NEWFSTATAT, dirfd, path.as_ptr(), st as *mut Stat, flags)
+}
+
+/// stat(2) by way of newfstatat(AT_FDCWD, path, st, 0), what C libraries do.
+pub fn stat(path: &CStr, st: &mut Stat) -> Result<usize> {
+    newfstatat(AT_FDCWD, path, st, 0)
 }
 
 /// exit_group(2): ends the process with `status & 0xff`.
