@@ -46,6 +46,7 @@
  * process is gone. On a kernel without /dev/hmm_dmirror0 (Linux) it prints "skipped"
  * and exits 0.
  */
+#include "fuzz.h"
 #include "hmm.h"
 #include <sched.h>
 #include <setjmp.h>
@@ -1277,54 +1278,6 @@ static int run_worker(uint64_t n, int quiet)
 	return 1;
 }
 
-static void reap_orphans(void)
-{
-	uint64_t t = kt_now_ns();
-	int st;
-	for (;;) {
-		long r = k_wait4(-1, &st, WNOHANG, NULL);
-		if (r > 0)
-			continue;
-		if (r == -ECHILD || kt_now_ns() - t > 10000000000ULL)
-			return;
-		kt_sleep_ns(5000000);
-	}
-}
-
-static unsigned long freeram_settled(unsigned long want)
-{
-	unsigned long f = kt_freeram();
-	for (int i = 0; i < 100 && f != want; i++) {
-		kt_sleep_ns(20000000);
-		f = kt_freeram();
-	}
-	return f;
-}
-
-static void read_args_file(void)
-{
-	char buf[128];
-	long fd = k_open("/fuzz.args", O_RDONLY);
-	if (fd < 0)
-		return;
-	long n = k_read((int)fd, buf, sizeof buf - 1);
-	k_close((int)fd);
-	if (n <= 0)
-		return;
-	buf[n] = 0;
-	char *save = NULL, *tok = strtok_r(buf, " \t\n", &save);
-	for (int i = 0; tok; i++, tok = strtok_r(NULL, " \t\n", &save)) {
-		if (i == 0)
-			seed = strtoull(tok, NULL, 0);
-		else if (i == 1)
-			nops = strtoull(tok, NULL, 0);
-		else if (i == 2)
-			replay = strcmp(tok, "replay") == 0;
-		else if (i == 3)
-			replay_from = strtoull(tok, NULL, 0);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "--nodev") == 0) {
@@ -1341,7 +1294,7 @@ int main(int argc, char **argv)
 		if (argc >= 5)
 			replay_from = strtoull(argv[4], NULL, 0);
 	} else {
-		read_args_file();
+		fuzz_read_args_file(&seed, &nops, &replay, &replay_from);
 	}
 	memk = kt_is_memkernel();
 	struct utsname u;
@@ -1375,7 +1328,7 @@ int main(int argc, char **argv)
 	int bad = run_worker(nops < 300 ? nops : 300, 1);
 	seed = keep_seed;
 	replay = keep_replay;
-	reap_orphans();
+	fuzz_reap_all();
 	if (bad) {
 		kout("fuzz_hmm: (in the warm-up run: seed %llu ^ 0x5eedf00d, 300 operations)\n", (unsigned long long)seed);
 		kout("0 passed, 1 failed\n");
@@ -1386,8 +1339,8 @@ int main(int argc, char **argv)
 	uint64_t t0 = kt_now_ns();
 	bad = run_worker(nops, 0);
 	uint64_t ms = (kt_now_ns() - t0) / 1000000;
-	reap_orphans();
-	unsigned long after = freeram_settled(before);
+	fuzz_reap_all();
+	unsigned long after = fuzz_freeram_settled(before);
 	long d = (long)after - (long)before;
 	kout("fuzz_hmm: free memory before %lu KiB, after %lu KiB (%+ld pages)\n", before / 1024, after / 1024, d / 4096);
 	if (memk && d != 0) {

@@ -73,7 +73,7 @@
  * limit changes, no unknown syscall numbers below 1000, no clock_nanosleep on CPU-time
  * clocks, no rseq/clone3 with a valid size.
  */
-#include "ktest.h"
+#include "fuzz.h"
 #include <elf.h>
 #include <stdlib.h>
 #include <sys/auxv.h>
@@ -2127,31 +2127,6 @@ static int run_worker(uint64_t n, int quiet)
 	return 1;
 }
 
-/* Reap orphans (pid 1 inherits them) until there is no child left, for at most 10 s. */
-static void reap_orphans(void)
-{
-	uint64_t t = kt_now_ns();
-	int st;
-	for (;;) {
-		long r = k_wait4(-1, &st, WNOHANG, NULL);
-		if (r > 0)
-			continue;
-		if (r == -ECHILD || kt_now_ns() - t > 10000000000ULL)
-			return;
-		kt_sleep_ns(5000000);
-	}
-}
-
-static unsigned long freeram_settled(unsigned long want)
-{
-	unsigned long f = kt_freeram();
-	for (int i = 0; i < 100 && f != want; i++) {
-		kt_sleep_ns(20000000);
-		f = kt_freeram();
-	}
-	return f;
-}
-
 /* Touch the supervisor's stack, data and code now, so that its own first touches (the
  * failure paths) do not move free memory between the two measurements. */
 static void __attribute__((noinline)) prefault(void)
@@ -2176,30 +2151,6 @@ static void __attribute__((noinline)) prefault(void)
 	}
 }
 
-static void read_args_file(void)
-{
-	char buf[128];
-	long fd = k_open("/fuzz.args", O_RDONLY);
-	if (fd < 0)
-		return;
-	long n = k_read((int)fd, buf, sizeof buf - 1);
-	k_close((int)fd);
-	if (n <= 0)
-		return;
-	buf[n] = 0;
-	char *save = NULL, *tok = strtok_r(buf, " \t\n", &save);
-	for (int i = 0; tok; i++, tok = strtok_r(NULL, " \t\n", &save)) {
-		if (i == 0)
-			seed = strtoull(tok, NULL, 0);
-		else if (i == 1)
-			ncalls = strtoull(tok, NULL, 0);
-		else if (i == 2)
-			replay = strcmp(tok, "replay") == 0;
-		else if (i == 3)
-			replay_from = strtoull(tok, NULL, 0);
-	}
-}
-
 int main(int argc, char **argv, char **envp)
 {
 	if (argc >= 2 && strcmp(argv[1], "--exit") == 0)
@@ -2216,7 +2167,7 @@ int main(int argc, char **argv, char **envp)
 		if (argc >= 5)
 			replay_from = strtoull(argv[4], NULL, 0);
 	} else {
-		read_args_file();
+		fuzz_read_args_file(&seed, &ncalls, &replay, &replay_from);
 	}
 	memk = kt_is_memkernel();
 	struct utsname u;
@@ -2246,7 +2197,7 @@ int main(int argc, char **argv, char **envp)
 	int failed = run_worker(ncalls < 300 ? ncalls : 300, 1);
 	seed = keep_seed;
 	replay = keep_replay;
-	reap_orphans();
+	fuzz_reap_all();
 	if (failed) {
 		kout("fuzz_sys: (in the warm-up run: seed %llu ^ 0x5eedf00d, 300 calls)\n", (unsigned long long)seed);
 		kout("0 passed, 1 failed\n");
@@ -2257,8 +2208,8 @@ int main(int argc, char **argv, char **envp)
 	uint64_t t0 = kt_now_ns();
 	failed = run_worker(ncalls, 0);
 	uint64_t ms = (kt_now_ns() - t0) / 1000000;
-	reap_orphans();
-	unsigned long after = freeram_settled(before);
+	fuzz_reap_all();
+	unsigned long after = fuzz_freeram_settled(before);
 	long d = (long)after - (long)before;
 	kout("fuzz_sys: free memory before %lu KiB, after %lu KiB (%+ld pages)%s\n", before / 1024, after / 1024,
 	     d / 4096, memk ? "" : " (not enforced on this kernel)");
