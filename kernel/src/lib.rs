@@ -75,6 +75,7 @@ pub fn init(boot_info: &'static mut BootInfo) {
     }
     vm::init();
     trap::init();
+    proc::init().expect("init: no heap for the process table");
     // Named files whose owners are not drivers bound later: the console and /proc.
     drivers::console::register().expect("init: cannot register /dev/console");
     proc::procfs::register().expect("init: cannot register /proc files");

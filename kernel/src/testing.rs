@@ -96,6 +96,9 @@ pub fn panic_report(info: &core::panic::PanicInfo) {
     if let Some(loc) = info.location() {
         serial_println!("  at {}:{}:{}", loc.file(), loc.line(), loc.column());
     }
+    crate::serial_print!("  backtrace:");
+    crate::arch::x86_64::backtrace::walk(|ret| crate::serial_print!(" {ret:#x}"));
+    serial_println!();
 }
 
 /// The panic handler of test kernels: report, count one failure, exit QEMU.

@@ -31,10 +31,17 @@ use crate::vm::{self, Access, FaultOutcome, Privilege};
 pub fn init() {
     arch_trap::set_handlers(Handlers {
         user_trap,
-        timer_tick: sched::on_tick,
+        timer_tick,
         kernel_page_fault,
         user_end: USER_END,
     });
+}
+
+/// Every timer tick (interrupts off): what the handler allocates (the list of sleepers
+/// to wake) may use the memory reserve and is never failed by injection, since an
+/// interrupt has nobody to report ENOMEM to (Linux `GFP_ATOMIC`, `in_task()`).
+fn timer_tick(now: u64) {
+    crate::mm::gfp::with_reserve(|| sched::on_tick(now));
 }
 
 /// A page fault in kernel mode: only a user-half address of the current address space
@@ -130,6 +137,9 @@ fn user_page_fault(frame: &TrapFrame, addr: u64, code: PageFaultErrorCode) {
                 format_args!("{access:?} at address {addr:#x}, rip {rip:#x}: {reason}"),
             );
         }
+        // An injected failure (mm::gfp): take the fault again, as Linux does after
+        // `pagefault_out_of_memory`; the next try gets its memory.
+        FaultOutcome::OutOfMemory if crate::mm::gfp::take_injected() => {}
         FaultOutcome::OutOfMemory => proc::signal_current_for_fault(
             proc::SIGKILL,
             signal::SI_KERNEL,

@@ -99,11 +99,15 @@ impl DevicePageTable {
         if vpns.start >= vpns.end {
             return 0;
         }
-        // Cut the map into [.., start), [start, end), [end, ..) and glue the outer parts back.
-        let mut dropped = self.entries.split_off(&vpns.start);
-        let mut tail = dropped.split_off(&vpns.end);
-        self.entries.append(&mut tail);
-        dropped.len()
+        // One entry at a time: removing from a BTreeMap never allocates (split_off would),
+        // and an invalidation must not fail for want of memory (the kernel calls it while
+        // unmapping).
+        let mut dropped = 0;
+        while let Some((&vpn, _)) = self.entries.range(vpns.clone()).next() {
+            self.entries.remove(&vpn);
+            dropped += 1;
+        }
+        dropped
     }
 
     /// Every translation, in virtual-page order.

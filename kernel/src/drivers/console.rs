@@ -29,7 +29,7 @@ pub fn register() -> Result<(), Errno> {
 }
 
 fn open(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
-    Ok(Box::new(Console))
+    fs::boxed(Console)
 }
 
 impl FileOps for Console {
@@ -89,6 +89,11 @@ impl FileOps for Console {
         }
         uaccess::write_bytes(arg, &raw)?;
         Ok(0)
+    }
+
+    /// A stream: lseek and pread64 answer ESPIPE (Linux `no_llseek`).
+    fn seekable(&self) -> bool {
+        false
     }
 
     fn stat(&self) -> Stat {

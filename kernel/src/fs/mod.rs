@@ -45,6 +45,19 @@ pub trait FileOps: Send + Sync {
     fn poll(&self) -> PollEvents {
         PollEvents::IN | PollEvents::OUT
     }
+    /// Whether `lseek` and `pread64` make sense (Linux: the file has an `llseek`); a
+    /// stream (the console, a pidfd, a device) answers ESPIPE to them.
+    fn seekable(&self) -> bool {
+        true
+    }
+}
+
+/// `lseek`'s `whence` (Linux `SEEK_SET`, `SEEK_CUR`, `SEEK_END`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whence {
+    Set,
+    Current,
+    End,
 }
 
 bitflags::bitflags! {
@@ -74,6 +87,14 @@ impl OpenMode {
     }
     fn writable(self) -> bool {
         matches!(self, OpenMode::WriteOnly | OpenMode::ReadWrite)
+    }
+}
+
+/// `ops` on the heap, as a file's operations (ENOMEM if the heap is full).
+pub fn boxed(ops: impl FileOps + 'static) -> Result<Box<dyn FileOps>, Errno> {
+    match Box::try_new(ops) {
+        Ok(b) => Ok(b),
+        Err(_) => Err(Errno::ENOMEM),
     }
 }
 
@@ -114,6 +135,40 @@ impl File {
         let n = self.ops.read(pos, buf, count)?;
         *self.offset.lock() += n;
         Ok(n)
+    }
+
+    /// `pread64`: read at `pos` without moving the position (ESPIPE for a stream).
+    pub fn pread(&self, buf: u64, count: usize, pos: usize) -> Result<usize, Errno> {
+        if !self.mode.readable() {
+            return Err(Errno::EBADF);
+        }
+        if !self.ops.seekable() {
+            return Err(Errno::ESPIPE);
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        self.ops.read(pos, buf, count)
+    }
+
+    /// `lseek`: move the position (Linux `generic_file_llseek`; the end is the size
+    /// `stat` reports). EINVAL for a position below 0, ESPIPE for a stream.
+    pub fn lseek(&self, offset: i64, whence: Whence) -> Result<usize, Errno> {
+        if !self.ops.seekable() {
+            return Err(Errno::ESPIPE);
+        }
+        let mut pos = self.offset.lock();
+        let base = match whence {
+            Whence::Set => 0,
+            Whence::Current => *pos as i64,
+            Whence::End => self.ops.stat().size as i64,
+        };
+        let new = base
+            .checked_add(offset)
+            .filter(|p| *p >= 0)
+            .ok_or(Errno::EINVAL)?;
+        *pos = new as usize;
+        Ok(new as usize)
     }
 
     /// `write`: EBADF unless opened for writing.
@@ -203,7 +258,48 @@ impl FileOps for DataFile {
 /// moves `pos` on, or returns `false` at the end.
 pub trait SeqSource: Send + Sync {
     type Pos: Clone + Default + Send;
-    fn next(&self, pos: &mut Self::Pos, out: &mut alloc::string::String) -> bool;
+    fn next(&self, pos: &mut Self::Pos, out: &mut SeqBuf) -> bool;
+}
+
+/// The text of one record of a [`SeqFile`]: `write!` into it. The heap may refuse to
+/// grow it; then the record is marked failed and the `read` answers ENOMEM (Linux
+/// `seq_read` when it cannot get a buffer), instead of the kernel aborting.
+#[derive(Default)]
+pub struct SeqBuf {
+    text: alloc::string::String,
+    failed: bool,
+}
+
+impl SeqBuf {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.failed = false;
+    }
+    fn len(&self) -> usize {
+        self.text.len()
+    }
+    fn as_bytes(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+    /// Mark the record failed for want of memory (a source whose own allocation failed).
+    pub fn fail(&mut self) {
+        self.failed = true;
+    }
+    /// Append `s` (see [`core::fmt::Write`]).
+    pub fn push_str(&mut self, s: &str) {
+        let _ = core::fmt::Write::write_str(self, s);
+    }
+}
+
+impl core::fmt::Write for SeqBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        if self.failed || self.text.try_reserve(s.len()).is_err() {
+            self.failed = true;
+            return Err(core::fmt::Error);
+        }
+        self.text.push_str(s);
+        Ok(())
+    }
 }
 
 /// A file produced record by record as it is read (Linux `seq_file`): memory use is one
@@ -221,7 +317,7 @@ pub struct SeqFile<S: SeqSource> {
 /// delivered, and the file position that corresponds to.
 struct SeqState<P> {
     next: P,
-    pending: alloc::string::String,
+    pending: SeqBuf,
     taken: usize,
     file_pos: usize,
 }
@@ -236,7 +332,7 @@ impl<S: SeqSource> SeqFile<S> {
                 "seq file",
                 SeqState {
                     next: S::Pos::default(),
-                    pending: alloc::string::String::new(),
+                    pending: SeqBuf::default(),
                     taken: 0,
                     file_pos: 0,
                 },
@@ -245,8 +341,9 @@ impl<S: SeqSource> SeqFile<S> {
     }
 
     /// The next up to `n` bytes from the current position into `out` (kernel memory;
-    /// the caller copies to user memory outside the lock). Returns how many.
-    fn produce(&self, pos: usize, out: &mut [u8]) -> usize {
+    /// the caller copies to user memory outside the lock). Returns how many, or ENOMEM
+    /// if a record could not be held (the walk then starts over at the next read).
+    fn produce(&self, pos: usize, out: &mut [u8]) -> Result<usize, Errno> {
         let mut st = self.state.lock();
         if pos != st.file_pos {
             // A seek (or a reread): start over and skip to `pos`.
@@ -261,7 +358,12 @@ impl<S: SeqSource> SeqFile<S> {
                 st.pending.clear();
                 st.taken = 0;
                 let SeqState { next, pending, .. } = &mut *st;
-                if !self.source.next(next, pending) {
+                let more = self.source.next(next, pending);
+                if pending.failed {
+                    st.file_pos = usize::MAX; // not where any read continues
+                    return Err(Errno::ENOMEM);
+                }
+                if !more {
                     break;
                 }
                 continue;
@@ -278,14 +380,14 @@ impl<S: SeqSource> SeqFile<S> {
             st.taken += n;
             st.file_pos += n;
         }
-        done
+        Ok(done)
     }
 }
 
 impl<S: SeqSource> FileOps for SeqFile<S> {
     fn read(&self, pos: usize, buf: u64, count: usize) -> Result<usize, Errno> {
         let mut chunk = [0u8; 512];
-        let n = self.produce(pos, &mut chunk[..count.min(512)]);
+        let n = self.produce(pos, &mut chunk[..count.min(512)])?;
         crate::vm::uaccess::write_bytes(buf, &chunk[..n])?;
         Ok(n)
     }
@@ -341,7 +443,7 @@ pub fn open(path: &str, mode: OpenMode, flags: i32) -> Result<Arc<File>, Errno> 
     }
     match initramfs::lookup(path) {
         Some(_) if mode.writable() => Err(Errno::EROFS),
-        Some(data) => File::new(Box::new(DataFile::of_static(data)), mode),
+        Some(data) => File::new(boxed(DataFile::of_static(data))?, mode),
         None if flags & O_CREAT != 0 => Err(Errno::EROFS),
         None => Err(Errno::ENOENT),
     }

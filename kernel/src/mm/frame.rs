@@ -23,7 +23,7 @@ use crate::sync::{Killed, WaitQueue};
 use x86_64::structures::paging::PhysFrame;
 use x86_64::PhysAddr;
 
-use super::{phys_to_virt, MmError, PAGE_SIZE};
+use super::{gfp, phys_to_virt, MmError, PAGE_SIZE};
 
 /// Frame number: physical address / 4096.
 pub type Pfn = u32;
@@ -299,13 +299,30 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Allocate a frame with unspecified contents (refcount 1, no flags).
+    /// Allocate a frame with unspecified contents (refcount 1, no flags). An ordinary
+    /// allocation (see [`super::gfp`]) fails when only the reserve is left, or when
+    /// failure injection says so.
     pub fn alloc() -> Result<Frame, MmError> {
+        let kind = gfp::current_kind();
+        if gfp::should_fail(kind) {
+            return Err(MmError::NoMemory);
+        }
+        Self::alloc_of(kind)
+    }
+
+    /// Allocate a frame as an allocation of `kind` (the reserve only for
+    /// [`gfp::Kind::Reserved`]), without failure injection: for the heap, which
+    /// injected already for the allocation that makes it grow.
+    pub(super) fn alloc_of(kind: gfp::Kind) -> Result<Frame, MmError> {
         let t = table();
+        let floor = match kind {
+            gfp::Kind::Ordinary => gfp::RESERVE_FRAMES,
+            gfp::Kind::Reserved => 0,
+        };
         let pfn = x86_64::instructions::interrupts::without_interrupts(|| {
             let mut free = t.free.lock();
             let pfn = free.head;
-            if pfn == NO_FRAME {
+            if pfn == NO_FRAME || t.free_count.load(Ordering::Relaxed) <= floor {
                 return None;
             }
             free.head = t.meta[pfn as usize].next_free.load(Ordering::Relaxed);

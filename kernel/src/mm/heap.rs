@@ -17,7 +17,7 @@ use x86_64::VirtAddr;
 
 use super::frame::Frame;
 use super::page_table::{PageTable, HEAP_AREA_START};
-use super::{MmError, PAGE_SIZE};
+use super::{gfp, MmError, PAGE_SIZE};
 
 /// Bytes mapped at boot.
 pub const HEAP_INITIAL: u64 = 16 * 1024 * 1024;
@@ -36,6 +36,10 @@ struct InterruptSafeHeap(LockedHeap);
 // and extending it) change nothing about the memory already handed out.
 unsafe impl GlobalAlloc for InterruptSafeHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let kind = gfp::current_kind();
+        if gfp::should_fail(kind) {
+            return core::ptr::null_mut();
+        }
         without_interrupts(|| {
             // SAFETY: same contract as ours (caller's layout is valid).
             let p = unsafe { self.0.alloc(layout) };
@@ -45,7 +49,7 @@ unsafe impl GlobalAlloc for InterruptSafeHeap {
             // Does not fit: grow (for the size, its alignment, and the allocator's
             // bookkeeping) and try once more.
             let want = (layout.size() + layout.align() + 64) as u64;
-            match grow(want.max(GROW_MIN)) {
+            match grow(want.max(GROW_MIN), kind) {
                 // SAFETY: as above.
                 Ok(()) => unsafe { self.0.alloc(layout) },
                 Err(_) => core::ptr::null_mut(),
@@ -70,7 +74,7 @@ static AREA: spin::Once<spin::Mutex<PageTable>> = spin::Once::new();
 
 /// Map `bytes` (rounded up to pages) of fresh frames at the heap's top. Allocates
 /// nothing from the heap (frames and page-table pages come from the frame allocator).
-fn map_more(bytes: u64) -> Result<u64, MmError> {
+fn map_more(bytes: u64, kind: gfp::Kind) -> Result<u64, MmError> {
     let bytes = bytes.next_multiple_of(PAGE_SIZE);
     let area = AREA.get().ok_or(MmError::NoMemory)?;
     let mut table = area.lock();
@@ -83,7 +87,7 @@ fn map_more(bytes: u64) -> Result<u64, MmError> {
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     let mut done = 0;
     while done < bytes {
-        let mapped = Frame::alloc().and_then(|f| cursor.map(start + done, f, flags));
+        let mapped = Frame::alloc_of(kind).and_then(|f| cursor.map(start + done, f, flags));
         if let Err(e) = mapped {
             // Keep what was mapped (whole pages): the heap grows by that much only.
             if done == 0 {
@@ -99,8 +103,8 @@ fn map_more(bytes: u64) -> Result<u64, MmError> {
 
 /// Grow the heap by at least `bytes` (Linux has no such thing: its allocators take pages
 /// as they go; this is the same idea for one contiguous region).
-fn grow(bytes: u64) -> Result<(), MmError> {
-    let added = map_more(bytes)?;
+fn grow(bytes: u64, kind: gfp::Kind) -> Result<(), MmError> {
+    let added = map_more(bytes, kind)?;
     // SAFETY: the `added` bytes right above the heap's top were just mapped writable,
     // for the heap alone.
     unsafe { ALLOCATOR.0.lock().extend(added as usize) };
@@ -111,7 +115,7 @@ fn grow(bytes: u64) -> Result<(), MmError> {
 /// after the frame allocator and the kernel areas exist, before any allocation.
 pub fn init() -> Result<(), MmError> {
     AREA.call_once(|| spin::Mutex::new(PageTable::kernel_heap_area()));
-    let mapped = map_more(HEAP_INITIAL)?;
+    let mapped = map_more(HEAP_INITIAL, gfp::Kind::Ordinary)?;
     // SAFETY: [HEAP_AREA_START, + mapped) was just mapped writable for the heap alone;
     // init runs once, before any allocation.
     unsafe {

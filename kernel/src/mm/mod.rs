@@ -8,8 +8,10 @@
 //! The kernel heap is a contiguous run of physical RAM taken from the memory map at
 //! boot and used through that window, so it needs no page-table changes.
 
+pub mod fallible;
 pub mod frame;
 pub mod gather;
+pub mod gfp;
 pub mod heap;
 pub mod kstack;
 pub mod page_table;

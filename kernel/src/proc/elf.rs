@@ -17,7 +17,7 @@ use xmas_elf::ElfFile;
 use super::Brk;
 use crate::error::Errno;
 use crate::mm::heap::AlignedBytes;
-use crate::mm::PAGE_SIZE;
+use crate::mm::{MmError, PAGE_SIZE};
 use crate::vm::{AddressSpace, Placement, Prot, Sharing};
 
 /// Top of the user stack (just below the last user page, like Linux without ASLR).
@@ -167,7 +167,10 @@ fn map_segments(
                     Prot::READ | Prot::WRITE,
                     Sharing::Private,
                 )
-                .map_err(|_| Errno::ENOEXEC)?;
+                .map_err(|e| match e {
+                    MmError::NoMemory => Errno::ENOMEM,
+                    _ => Errno::ENOEXEC,
+                })?;
         }
         aspace.copy_to_user(
             VirtAddr::new(vaddr),
@@ -230,7 +233,10 @@ fn build_stack(
     };
     // Strings, each NUL-terminated.
     let string_addrs = |sp: &mut u64, list: &[&str]| -> Result<Vec<u64>, Errno> {
-        let mut addrs = Vec::with_capacity(list.len());
+        let mut addrs = Vec::new();
+        addrs
+            .try_reserve_exact(list.len())
+            .map_err(|_| Errno::ENOMEM)?;
         for s in list {
             push_bytes(sp, &[0])?;
             addrs.push(push_bytes(sp, s.as_bytes())?);
@@ -245,7 +251,10 @@ fn build_stack(
     let random_addr = sp;
 
     // The table of words: argc, argv[], NULL, envp[], NULL, auxv pairs, AT_NULL pair.
+    // Room for every word is taken first, so the pushes below never allocate.
+    let count = 1 + argv.len() + 1 + envp.len() + 1 + 2 * (auxv.len() + 1) + 2;
     let mut words: Vec<u64> = Vec::new();
+    words.try_reserve_exact(count).map_err(|_| Errno::ENOMEM)?;
     words.push(argv.len() as u64);
     words.extend(&arg_addrs);
     words.push(0);
@@ -257,9 +266,12 @@ fn build_stack(
     }
     words.push(AT_NULL);
     words.push(0);
+    debug_assert_eq!(words.len(), count);
     // rsp must be 16-byte aligned at argc (the x86-64 psABI process entry state).
     sp = (sp - words.len() as u64 * 8) & !0xf;
-    let mut raw = Vec::with_capacity(words.len() * 8);
+    let mut raw = Vec::new();
+    raw.try_reserve_exact(words.len() * 8)
+        .map_err(|_| Errno::ENOMEM)?;
     for w in &words {
         raw.extend_from_slice(&w.to_le_bytes());
     }

@@ -10,8 +10,8 @@ use x86_64::instructions::interrupts;
 use x86_64::VirtAddr;
 
 use super::{
-    frame, lookup, qemu, sched, serial_println, signal, table, ExitCode, ExitStatus, Pid, Process,
-    State, BOOT_FREE_FRAMES, BOOT_HEAP_BYTES, POWER_OFF, SIGKILL,
+    frame, lookup, qemu, sched, serial_println, signal, table, ExitCode, ExitStatus, Pid,
+    ProcTable, Process, State, BOOT_FREE_FRAMES, BOOT_HEAP_BYTES, POWER_OFF, SIGKILL,
 };
 use crate::error::Errno;
 
@@ -179,7 +179,7 @@ pub fn power_off_now() -> ! {
     interrupts::disable();
     crate::vm::switch_to(None);
     sched::clear_all();
-    let all: Vec<Arc<Process>> = table(|t| core::mem::take(t).into_values().collect());
+    let all: Vec<Arc<Process>> = table(ProcTable::take_all);
     for p in &all {
         let (aspace, files) = p.with(|i| (i.aspace.take(), core::mem::take(&mut i.files)));
         drop(aspace);

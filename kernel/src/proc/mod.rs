@@ -14,7 +14,6 @@ pub mod procfs;
 pub mod sched;
 pub mod signal;
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -27,6 +26,7 @@ use crate::arch::x86_64::qemu::{self, ExitCode};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::error::Errno;
 use crate::fs::FileTable;
+use crate::mm::fallible::{try_string, NoMemory, TryPush};
 use crate::mm::frame;
 use crate::mm::kstack::{KernelStack, KstackError};
 use crate::serial_println;
@@ -151,28 +151,37 @@ pub struct Process {
     /// mode or wakes from a sleep.
     killed: AtomicBool,
     inner: SpinLock<ProcInner>,
-    /// This process, for wait queues that hold it as a `sync::Task` (`&self` -> `Arc`).
-    this: Weak<Process>,
+    /// This process, for wait queues that hold it as a `sync::Task` (`&self` -> `Arc`);
+    /// set right after the `Arc` is made (`Arc::new_cyclic` has no fallible form).
+    this: spin::Once<Weak<Process>>,
+    /// Its allocation-failure-injection countdown while it is off the CPU
+    /// (`/proc/self/fail-nth`; see `mm::gfp`).
+    pub(super) fail_nth: AtomicU32,
 }
 
 impl Process {
-    /// A runnable process whose kernel stack `kstack` is prepared to resume at `rsp`.
+    /// A runnable process whose kernel stack `kstack` is prepared to resume at `rsp`
+    /// (ENOMEM if the heap cannot hold it).
     fn new(
         pid: Pid,
         kstack: KernelStack,
         context: Context,
         fpu: FpuState,
         inner: ProcInner,
-    ) -> Arc<Process> {
-        Arc::new_cyclic(|this| Process {
+    ) -> Result<Arc<Process>, Errno> {
+        let p = Arc::try_new(Process {
             pid,
             kstack,
             context,
             fpu: SpinLock::new("fpu state", fpu),
             killed: AtomicBool::new(false),
             inner: SpinLock::new("process", inner),
-            this: this.clone(),
+            this: spin::Once::new(),
+            fail_nth: AtomicU32::new(0),
         })
+        .map_err(|_| Errno::ENOMEM)?;
+        p.this.call_once(|| Arc::downgrade(&p));
+        Ok(p)
     }
 
     /// Run `f` on the mutable part, under the process spinlock (interrupts off: the
@@ -199,8 +208,7 @@ impl Process {
     }
 }
 
-static TABLE: SpinLock<BTreeMap<Pid, Arc<Process>>> =
-    SpinLock::new("process table", BTreeMap::new());
+static TABLE: SpinLock<ProcTable> = SpinLock::new("process table", ProcTable::new());
 /// Next pid to hand out; pid 1 is reserved for init.
 static NEXT_PID: AtomicU32 = AtomicU32::new(2);
 /// Free frames just before init started (the baseline checked at power-off).
@@ -211,7 +219,62 @@ static BOOT_HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Set when init has ended: (status + 1), 0 = not requested.
 static POWER_OFF: AtomicU32 = AtomicU32::new(0);
 
-fn table<R>(f: impl FnOnce(&mut BTreeMap<Pid, Arc<Process>>) -> R) -> R {
+/// The user processes, in pid order. Its room for [`MAX_PROCS`] entries is taken at
+/// boot ([`ProcTable::reserve_all`]), so registering a process never allocates.
+pub(super) struct ProcTable {
+    procs: Vec<Arc<Process>>,
+}
+
+impl ProcTable {
+    const fn new() -> ProcTable {
+        ProcTable { procs: Vec::new() }
+    }
+
+    /// Take room for every process there can be (once, at boot).
+    fn reserve_all(&mut self) -> Result<(), Errno> {
+        self.procs
+            .try_reserve_exact(MAX_PROCS)
+            .map_err(|_| Errno::ENOMEM)
+    }
+
+    fn index(&self, pid: Pid) -> Result<usize, usize> {
+        self.procs.binary_search_by_key(&pid, |p| p.pid)
+    }
+
+    pub(super) fn get(&self, pid: &Pid) -> Option<&Arc<Process>> {
+        self.index(*pid).ok().map(|i| &self.procs[i])
+    }
+
+    /// Register `p`; EAGAIN when the table is full (never allocates: the room was
+    /// taken at boot).
+    fn insert(&mut self, p: Arc<Process>) -> Result<(), Errno> {
+        if self.procs.len() >= self.procs.capacity() {
+            return Err(Errno::EAGAIN);
+        }
+        let at = self.index(p.pid).unwrap_or_else(|at| at);
+        self.procs.insert(at, p);
+        Ok(())
+    }
+
+    pub(super) fn remove(&mut self, pid: &Pid) -> Option<Arc<Process>> {
+        self.index(*pid).ok().map(|i| self.procs.remove(i))
+    }
+
+    pub(super) fn values(&self) -> core::slice::Iter<'_, Arc<Process>> {
+        self.procs.iter()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// Every process, leaving the table empty (power-off).
+    pub(super) fn take_all(&mut self) -> Vec<Arc<Process>> {
+        core::mem::take(&mut self.procs)
+    }
+}
+
+fn table<R>(f: impl FnOnce(&mut ProcTable) -> R) -> R {
     TABLE.with(f)
 }
 
@@ -221,18 +284,37 @@ pub fn lookup(pid: Pid) -> Option<Arc<Process>> {
 }
 
 /// One line per process, for `/proc/ps`: pid, ppid, state, name.
-pub fn list() -> Vec<(Pid, Pid, State, String)> {
+pub fn list() -> Result<Vec<(Pid, Pid, State, String)>, NoMemory> {
     table(|t| {
-        t.values()
-            .map(|p| p.with(|i| (p.pid, i.ppid, i.state, i.name.clone())))
-            .collect()
+        let mut out = Vec::new();
+        out.try_reserve_exact(t.len())?;
+        for p in t.values() {
+            let (ppid, state, name) = p.with(|i| (i.ppid, i.state, try_string(&i.name)));
+            out.push((p.pid, ppid, state, name?));
+        }
+        Ok(out)
     })
 }
 
-/// Register a new process and queue it.
-fn start(p: Arc<Process>) {
-    table(|t| t.insert(p.pid, p.clone()));
+/// Take, once at boot, the room the process table and the scheduler's queues will
+/// ever need (one entry per process, [`MAX_PROCS`]): starting, queueing and waking a
+/// process then never allocate, so neither fork's last step nor the timer interrupt can
+/// run out of heap.
+pub fn init() -> Result<(), Errno> {
+    table(ProcTable::reserve_all)?;
+    sched::reserve_all(MAX_PROCS).map_err(|_| Errno::ENOMEM)
+}
+
+/// How many user processes exist (zombies included).
+pub fn count() -> usize {
+    table(|t| t.len())
+}
+
+/// Register a new process and queue it (EAGAIN if the table is full).
+fn start(p: Arc<Process>) -> Result<(), Errno> {
+    table(|t| t.insert(p.clone()))?;
     sched::enqueue(p);
+    Ok(())
 }
 
 fn kstack_error(e: KstackError) -> Errno {
@@ -272,8 +354,8 @@ pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Ar
             tid_addrs: TidAddrs::default(),
             exe: String::new(),
         },
-    );
-    KTHREADS.with(|k| k.push(p.clone()));
+    )?;
+    KTHREADS.with(|k| k.try_push(p.clone()))?;
     sched::enqueue(p.clone());
     Ok(p)
 }
@@ -311,8 +393,7 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
             tid_addrs: TidAddrs::default(),
             exe: path.into(),
         },
-    ));
-    Ok(())
+    )?)
 }
 
 fn basename(path: &str) -> &str {
@@ -333,25 +414,17 @@ pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
     if let Some(sp) = opts.stack {
         child_frame.rsp = sp;
     }
+    // Everything that may fail comes first; the child becomes visible only at the end.
+    let (name, exe) = parent.with(|i| (try_string(&i.name), try_string(&i.exe)));
+    let (name, exe) = (name?, exe?);
     let (kstack, context) = KernelStack::new_user(&child_frame).map_err(kstack_error)?;
     let aspace = parent.aspace().fork()?;
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
-    // As Linux, a tid that cannot be stored is not an error of clone.
-    if let Some(at) = opts.set_child_tid {
-        let _ = aspace.copy_to_user(VirtAddr::new_truncate(at), &pid.to_le_bytes());
-    }
-    if let Some(at) = opts.set_parent_tid {
-        let _ = parent
-            .aspace()
-            .copy_to_user(VirtAddr::new_truncate(at), &pid.to_le_bytes());
-    }
     // The parent's FPU registers are live on the CPU: the child starts with a copy.
     let mut fpu = FpuState::default();
     fpu.save();
-    let (name, exe, files, fs_base, brk, signals, pgid, sid) = parent.with(|i| {
+    let (files, fs_base, brk, signals, pgid, sid) = parent.with(|i| {
         (
-            i.name.clone(),
-            i.exe.clone(),
             i.files.clone(),
             x86_64::registers::model_specific::FsBase::read().as_u64(),
             i.brk,
@@ -364,7 +437,7 @@ pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
         clear_child_tid: opts.clear_child_tid.unwrap_or(0),
         robust_list: 0,
     };
-    start(Process::new(
+    let child = Process::new(
         pid,
         kstack,
         context,
@@ -373,7 +446,7 @@ pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
             state: State::Runnable,
             ppid: parent.pid,
             name,
-            aspace: Some(aspace),
+            aspace: Some(aspace.clone()),
             files,
             fs_base,
             brk,
@@ -383,7 +456,18 @@ pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
             tid_addrs,
             exe,
         },
-    ));
+    )?;
+    // As Linux, a tid that cannot be stored is not an error of clone.
+    if let Some(at) = opts.set_child_tid {
+        let _ = aspace.copy_to_user(VirtAddr::new_truncate(at), &pid.to_le_bytes());
+    }
+    if let Some(at) = opts.set_parent_tid {
+        let _ = parent
+            .aspace()
+            .copy_to_user(VirtAddr::new_truncate(at), &pid.to_le_bytes());
+    }
+    drop(aspace);
+    start(child)?;
     Ok(pid)
 }
 
@@ -392,15 +476,17 @@ pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
 /// program (Linux `do_execveat_common`).
 pub fn exec(frame: &mut TrapFrame, path: &str, argv: &[&str], envp: &[&str]) -> Result<(), Errno> {
     let data = crate::fs::initramfs::lookup(path).ok_or(Errno::ENOENT)?;
+    let (name, exe) = (try_string(basename(path))?, try_string(path)?);
     let image = elf::load(data, argv, envp)?;
+    // The point of no return: nothing below may fail.
     let p = sched::current();
     let new = image.aspace.clone();
     let old = p.with(|i| {
-        i.name = basename(path).into();
+        i.name = name;
         i.brk = image.brk;
         i.fs_base = 0;
         i.signals.reset_for_exec();
-        i.exe = path.into();
+        i.exe = exe;
         i.tid_addrs = TidAddrs::default();
         i.aspace.replace(image.aspace)
     });

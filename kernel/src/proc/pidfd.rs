@@ -3,7 +3,6 @@
 //! harnesses wait for a test with a timeout.
 #![forbid(unsafe_code)]
 
-use alloc::boxed::Box;
 use alloc::sync::Weak;
 
 use super::{Pid, Process, State};
@@ -17,6 +16,11 @@ struct PidFd {
 }
 
 impl FileOps for PidFd {
+    /// A stream: lseek and pread64 answer ESPIPE (Linux `no_llseek`).
+    fn seekable(&self) -> bool {
+        false
+    }
+
     fn stat(&self) -> Stat {
         // Linux: an anonymous inode ("anon_inode:[pidfd]").
         Stat {
@@ -45,9 +49,9 @@ impl FileOps for PidFd {
 pub fn open(pid: Pid) -> Result<Arc<File>, Errno> {
     let target = super::lookup(pid).ok_or(Errno::ESRCH)?;
     File::new(
-        Box::new(PidFd {
+        crate::fs::boxed(PidFd {
             target: Arc::downgrade(&target),
-        }),
+        })?,
         OpenMode::ReadOnly,
     )
 }

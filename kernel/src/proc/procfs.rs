@@ -11,7 +11,6 @@
 //! entry are counted, not listed, so an 8 MiB stack stays one line.
 #![deny(unsafe_code)]
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use devices::accel::Perm;
@@ -21,7 +20,8 @@ use alloc::boxed::Box;
 use spin::Once;
 
 use crate::error::Errno;
-use crate::fs::{self, DataFile, FileOps, Stat};
+use crate::fs::{self, DataFile, FileOps, SeqBuf, Stat};
+use crate::mm::fallible::{try_string, try_write_fmt, NoMemory};
 use crate::mm::frame::{self, FrameFlags};
 use crate::mm::pte::Pte;
 use crate::mm::PAGE_SIZE;
@@ -32,7 +32,10 @@ use x86_64::VirtAddr;
 
 /// What every device mirror of an address space holds for a page: (context number,
 /// permission), as a driver reports it.
-pub type DeviceView = fn(&Arc<AddressSpace>, u64) -> Vec<(u32, Option<Perm>)>;
+/// It calls `show(context, permission)` for each, and answers `NoMemory` if it could not
+/// list them.
+pub type DeviceView =
+    fn(&Arc<AddressSpace>, u64, &mut dyn FnMut(u32, Option<Perm>)) -> Result<(), NoMemory>;
 
 static DEVICE_VIEW: Once<DeviceView> = Once::new();
 
@@ -52,11 +55,99 @@ const PROC_STAT: Stat = Stat {
 /// Register /proc/ps and /proc/self/ptes with fs.
 pub fn register() -> Result<(), Errno> {
     fs::register("/proc/ps", open_ps, 0, PROC_STAT)?;
-    fs::register("/proc/self/ptes", open_ptes, 0, PROC_STAT)
+    fs::register("/proc/self/ptes", open_ptes, 0, PROC_STAT)?;
+    fs::register("/proc/self/fail-nth", open_fail_nth, 0, FAIL_NTH_STAT)
+}
+
+/// `/proc/self/fail-nth` is writable by its task (mode 0644, Linux's).
+const FAIL_NTH_STAT: Stat = Stat {
+    mode: fs::S_IFREG | 0o644,
+    ..PROC_STAT
+};
+
+fn open_fail_nth(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
+    fs::boxed(FailNth)
+}
+
+/// `/proc/self/fail-nth` (Linux `proc_fail_nth_operations`, fault injection): write N
+/// and the running task's N-th ordinary allocation from then on fails; read the
+/// countdown, `0` once the failure was injected. Neither operation allocates, so
+/// reading does not move the countdown. See `mm::gfp`.
+struct FailNth;
+
+impl FileOps for FailNth {
+    fn read(&self, pos: usize, buf: u64, count: usize) -> Result<usize, Errno> {
+        let mut text = [0u8; 12];
+        let len = format_u32_line(crate::mm::gfp::fail_nth(), &mut text);
+        let data = text[..len].get(pos..).unwrap_or(&[]);
+        let n = data.len().min(count);
+        crate::vm::uaccess::write_bytes(buf, &data[..n])?;
+        Ok(n)
+    }
+
+    /// Linux `kstrtouint_from_user(buf, count, 0, &n)`: decimal, `0x` hex or `0` octal,
+    /// one trailing newline allowed; EINVAL otherwise, ERANGE past u32.
+    fn write(&self, buf: u64, count: usize) -> Result<usize, Errno> {
+        let mut text = [0u8; 32];
+        if count >= text.len() {
+            return Err(Errno::EINVAL);
+        }
+        crate::vm::uaccess::read_bytes(buf, &mut text[..count])?;
+        let n = parse_uint(&text[..count])?;
+        crate::mm::gfp::set_fail_nth(n);
+        Ok(count)
+    }
+
+    fn stat(&self) -> Stat {
+        FAIL_NTH_STAT
+    }
+}
+
+/// `n` in decimal and a newline, into `out`; returns the length.
+fn format_u32_line(n: u32, out: &mut [u8; 12]) -> usize {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut v = n;
+    loop {
+        digits[len] = b'0' + (v % 10) as u8;
+        len += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        out[i] = digits[len - 1 - i];
+    }
+    out[len] = b'\n';
+    len + 1
+}
+
+/// Linux `kstrtouint(s, 0)`: base from the prefix (`0x`: 16, `0`: 8, else 10), one
+/// trailing newline allowed.
+fn parse_uint(text: &[u8]) -> Result<u32, Errno> {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let (digits, radix) = match text {
+        [b'0', b'x' | b'X', rest @ ..] => (rest, 16),
+        [b'0', rest @ ..] if !rest.is_empty() => (rest, 8),
+        _ => (text, 10),
+    };
+    if digits.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    let mut n: u32 = 0;
+    for &c in digits {
+        let d = (c as char).to_digit(radix).ok_or(Errno::EINVAL)?;
+        n = n
+            .checked_mul(radix)
+            .and_then(|n| n.checked_add(d))
+            .ok_or(Errno::ERANGE)?;
+    }
+    Ok(n)
 }
 
 fn open_ps(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
-    Ok(Box::new(DataFile::of_owned(ps_text())))
+    fs::boxed(DataFile::of_owned(ps_text()?))
 }
 
 fn open_ptes(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
@@ -65,24 +156,30 @@ fn open_ptes(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
         pid: p.pid,
         aspace: p.with(|i| i.aspace.clone()),
     };
-    Ok(Box::new(fs::SeqFile::new(source, PROC_STAT)))
+    fs::boxed(fs::SeqFile::new(source, PROC_STAT))
 }
 
 /// The text of /proc/ps: one line per process, then free memory.
-pub fn ps_text() -> Vec<u8> {
-    let mut s = String::from("  PID  PPID STATE     NAME\n");
-    for (pid, ppid, state, name) in super::list() {
+pub fn ps_text() -> Result<Vec<u8>, NoMemory> {
+    let mut s = try_string("  PID  PPID STATE     NAME\n")?;
+    for (pid, ppid, state, name) in super::list()? {
         let state = match state {
             State::Runnable => "runnable",
             State::Running => "running",
             State::Sleeping => "sleeping",
             State::Zombie(_) => "zombie",
         };
-        let _ = writeln!(s, "{pid:>5} {ppid:>5} {state:<9} {name}");
+        try_write_fmt(
+            &mut s,
+            format_args!("{pid:>5} {ppid:>5} {state:<9} {name}\n"),
+        )?;
     }
     let free = crate::mm::frame::free_frames();
-    let _ = writeln!(s, "free memory: {} KiB ({free} frames)", free * 4);
-    s.into_bytes()
+    try_write_fmt(
+        &mut s,
+        format_args!("free memory: {} KiB ({free} frames)\n", free * 4),
+    )?;
+    Ok(s.into_bytes())
 }
 
 /// Where the page-state dump is: the header lines, then VMA `i`'s header line, then its
@@ -107,7 +204,7 @@ pub struct PtesSource {
 impl fs::SeqSource for PtesSource {
     type Pos = PtesPos;
 
-    fn next(&self, pos: &mut PtesPos, out: &mut String) -> bool {
+    fn next(&self, pos: &mut PtesPos, out: &mut SeqBuf) -> bool {
         let Some(aspace) = &self.aspace else {
             return false;
         };
@@ -158,7 +255,7 @@ impl fs::SeqSource for PtesSource {
 }
 
 /// The header line of one VMA.
-fn vma_line(aspace: &AddressSpace, vma: &crate::vm::Vma, s: &mut String) {
+fn vma_line(aspace: &AddressSpace, vma: &crate::vm::Vma, s: &mut SeqBuf) {
     let prot = prot_text(vma.prot);
     let sharing = match vma.sharing {
         Sharing::Private => "private",
@@ -180,7 +277,7 @@ fn page_line(
     vma: &crate::vm::Vma,
     va: VirtAddr,
     pte: Pte,
-    s: &mut String,
+    s: &mut SeqBuf,
 ) -> bool {
     let (kind, frame) = match pte {
         Pte::None => return false,
@@ -209,12 +306,8 @@ fn page_line(
         m.refcount(),
         m.mapcount(),
     );
-    let view = DEVICE_VIEW.get().map(|v| v(aspace, va.as_u64()));
-    let view = view.unwrap_or_default();
-    if view.is_empty() {
-        s.push_str(" -");
-    }
-    for (ctx, perm) in view {
+    let mut any = false;
+    let mut show = |ctx: u32, perm: Option<Perm>| {
         let perm = match perm {
             None => "none",
             Some(Perm::Read) => "R",
@@ -222,8 +315,20 @@ fn page_line(
             Some(Perm::Atomic) => "ATOMIC",
         };
         let _ = write!(s, " ctx{ctx}:{perm}");
+        any = true;
+    };
+    let complete = match DEVICE_VIEW.get() {
+        Some(view) => view(aspace, va.as_u64(), &mut show).is_ok(),
+        None => true,
+    };
+    if !complete {
+        // The driver could not list the contexts: fail this record (ENOMEM).
+        s.fail();
     }
-    s.push('\n');
+    if !any {
+        s.push_str(" -");
+    }
+    s.push_str("\n");
     true
 }
 

@@ -12,7 +12,7 @@
 //! boot, so sleeping locks and wait queues can put a process to sleep and wake it.
 
 use alloc::collections::VecDeque;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use x86_64::instructions::interrupts;
@@ -22,6 +22,8 @@ use x86_64::VirtAddr;
 use super::{Process, State};
 use crate::arch::x86_64::context::{self, Context};
 use crate::arch::x86_64::trap;
+use crate::mm::fallible::NoMemory;
+use crate::mm::gfp;
 use crate::sync::{self, SpinLock};
 
 /// Timer ticks a process may run in user mode before it is preempted (10 ms).
@@ -51,9 +53,24 @@ pub fn try_current() -> Option<Arc<Process>> {
     locked(&CURRENT, |c| c.clone())
 }
 
-/// Put `p` at the back of the run queue (it must be Runnable).
+/// Take room for `n` processes in the run queue and the sleepers list (once, at boot:
+/// see `proc::init`), so queueing never allocates.
+pub fn reserve_all(n: usize) -> Result<(), NoMemory> {
+    locked(&RUN_QUEUE, |q| q.try_reserve_exact(n))?;
+    locked(&SLEEPERS, |s| s.try_reserve_exact(n))?;
+    Ok(())
+}
+
+/// Put `p` at the back of the run queue (it must be Runnable). Never allocates: a
+/// process is queued at most once and the room for all was taken at boot.
 pub fn enqueue(p: Arc<Process>) {
-    locked(&RUN_QUEUE, |q| q.push_back(p));
+    locked(&RUN_QUEUE, |q| {
+        debug_assert!(
+            q.len() < q.capacity(),
+            "run queue full: more processes than MAX_PROCS"
+        );
+        q.push_back(p);
+    });
 }
 
 /// Wake `p` if it sleeps: make it Runnable and queue it.
@@ -75,7 +92,7 @@ pub fn wake(p: &Arc<Process>) {
 
 impl sync::Task for Process {
     fn wake(&self) {
-        if let Some(me) = self.this.upgrade() {
+        if let Some(me) = self.this.get().and_then(Weak::upgrade) {
             wake(&me);
         }
     }
@@ -135,6 +152,7 @@ pub fn run() -> ! {
         crate::vm::switch_to(aspace);
         FsBase::write(VirtAddr::new(fs_base));
         p.fpu.lock().restore();
+        gfp::switch_in(&p.fail_nth);
         SLICE_START.store(crate::arch::x86_64::interrupts::ticks(), Ordering::Relaxed);
         locked(&CURRENT, |c| *c = Some(p.clone()));
         // CURRENT keeps the process (and so its stack and context) alive meanwhile.
@@ -154,6 +172,7 @@ pub fn run() -> ! {
 fn switch_to_scheduler(p: &Process) {
     p.with(|inner| inner.fs_base = FsBase::read().as_u64());
     p.fpu.lock().save();
+    gfp::switch_out(&p.fail_nth);
     // The process lives in CURRENT until the loop takes it back.
     context::switch(&p.context, &SCHEDULER);
 }
@@ -198,7 +217,10 @@ pub fn sleep_ticks(ticks: u64) {
     let deadline = crate::arch::x86_64::interrupts::ticks().saturating_add(ticks.max(1));
     interrupts::without_interrupts(|| {
         let p = current();
-        locked(&SLEEPERS, |s| s.push((deadline, p.clone())));
+        locked(&SLEEPERS, |s| {
+            debug_assert!(s.len() < s.capacity(), "sleepers full: more than MAX_PROCS");
+            s.push((deadline, p.clone()));
+        });
         block_current();
         // Woken early? Leave the sleepers list anyway.
         locked(&SLEEPERS, |s| s.retain(|(_, q)| !Arc::ptr_eq(q, &p)));
@@ -253,6 +275,7 @@ pub fn queued() -> usize {
 /// Switch away for good: used by exit after the process became a zombie.
 pub(super) fn leave_forever(p: Arc<Process>) -> ! {
     interrupts::disable();
+    gfp::set_fail_nth(0);
     // Drop our reference: nothing of this stack runs again (CURRENT still holds the
     // process until the loop takes it out).
     drop(p);

@@ -93,6 +93,10 @@ pub fn spinlocks_held() -> usize {
 #[track_caller]
 pub fn might_sleep(what: &str) {
     if cfg!(debug_assertions) {
+        assert!(
+            !crate::mm::gfp::in_reserve_scope(),
+            "might_sleep: {what} would sleep inside a memory-reserve scope (mm::gfp)"
+        );
         let held = spinlocks_held();
         if held > 0 {
             let names = *HELD_NAMES.lock();

@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 
 use super::{Args, SysResult};
 use crate::error::Errno;
-use crate::fs::{File, OpenMode};
+use crate::fs::{File, OpenMode, Whence};
 use crate::proc::sched;
 use crate::vm::uaccess;
 
@@ -43,7 +43,7 @@ pub fn openat(args: Args) -> SysResult {
         file(args.fd(0))?; // EBADF first, as Linux
         return Err(Errno::ENOTDIR);
     }
-    open_path(&alloc::format!("/{path}"), args.int(2))
+    open_path(&crate::try_format!("/{path}")?, args.int(2))
 }
 
 /// Open `path` with `flags` into the lowest free fd. What the path is (a device, a
@@ -80,6 +80,25 @@ pub fn close(args: Args) -> SysResult {
 pub fn read(args: Args) -> SysResult {
     let f = file(args.fd(0))?;
     Ok(f.read(args.ptr(1), args.ulong(2) as usize)? as u64)
+}
+
+/// pread64(fd, buf, count, pos): EINVAL for a negative position.
+pub fn pread64(args: Args) -> SysResult {
+    let f = file(args.fd(0))?;
+    let pos = usize::try_from(args.ulong(3) as i64).map_err(|_| Errno::EINVAL)?;
+    Ok(f.pread(args.ptr(1), args.ulong(2) as usize, pos)? as u64)
+}
+
+/// lseek(fd, offset, whence)
+pub fn lseek(args: Args) -> SysResult {
+    let f = file(args.fd(0))?;
+    let whence = match args.uint(2) {
+        0 => Whence::Set,
+        1 => Whence::Current,
+        2 => Whence::End,
+        _ => return Err(Errno::EINVAL),
+    };
+    Ok(f.lseek(args.ulong(1) as i64, whence)? as u64)
 }
 
 /// write(fd, buf, count)
@@ -147,7 +166,7 @@ pub fn newfstatat(args: Args) -> SysResult {
     } else if path.starts_with('/') {
         crate::fs::stat_path(&path)?
     } else if dfd == AT_FDCWD {
-        crate::fs::stat_path(&alloc::format!("/{path}"))?
+        crate::fs::stat_path(&crate::try_format!("/{path}")?)?
     } else {
         file(dfd)?; // EBADF first, as Linux
         return Err(Errno::ENOTDIR);

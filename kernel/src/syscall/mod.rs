@@ -24,6 +24,7 @@
 //! - 2 `open(const char *filename, int flags, umode_t mode)`: flags (mode is unused)
 //! - 3 `close(unsigned int fd)`: fd
 //! - 5 `fstat(unsigned int fd, struct stat *statbuf)`: fd
+//! - 8 `lseek(unsigned int fd, off_t offset, unsigned int whence)`: fd, whence
 //! - 7 `poll(struct pollfd *ufds, unsigned int nfds, int timeout_msecs)`: nfds,
 //!   timeout_msecs
 //! - 9 `mmap(unsigned long addr, unsigned long len, unsigned long prot, unsigned long
@@ -38,6 +39,7 @@
 //! - 14 `rt_sigprocmask(int how, sigset_t *set, sigset_t *oset, size_t sigsetsize)`: how
 //! - 15 `rt_sigreturn(void)`
 //! - 16 `ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)`: fd, cmd
+//! - 17 `pread64(unsigned int fd, char *buf, size_t count, loff_t pos)`: fd
 //! - 20 `writev(unsigned long fd, const struct iovec *vec, unsigned long vlen)`: fd
 //!   (Linux's `fdget_pos` takes an `unsigned int`)
 //! - 24 `sched_yield(void)`
@@ -114,6 +116,7 @@ pub mod nr {
     pub const OPEN: u64 = 2;
     pub const CLOSE: u64 = 3;
     pub const FSTAT: u64 = 5;
+    pub const LSEEK: u64 = 8;
     pub const POLL: u64 = 7;
     pub const MMAP: u64 = 9;
     pub const MPROTECT: u64 = 10;
@@ -123,6 +126,7 @@ pub mod nr {
     pub const RT_SIGPROCMASK: u64 = 14;
     pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
+    pub const PREAD64: u64 = 17;
     pub const WRITEV: u64 = 20;
     pub const SCHED_YIELD: u64 = 24;
     pub const MADVISE: u64 = 28;
@@ -224,6 +228,8 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::WRITE => files::write(args),
         nr::OPEN => files::open(args),
         nr::CLOSE => files::close(args),
+        nr::LSEEK => files::lseek(args),
+        nr::PREAD64 => files::pread64(args),
         nr::IOCTL => files::ioctl(args),
         nr::WRITEV => files::writev(args),
         nr::MMAP => memory::mmap(args),

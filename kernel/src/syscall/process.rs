@@ -3,7 +3,6 @@
 #![deny(unsafe_code)]
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use spin::Once;
 use x86_64::registers::model_specific::FsBase;
 use x86_64::VirtAddr;
@@ -12,6 +11,7 @@ use super::{Args, SysResult};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::{interrupts, tsc};
 use crate::error::Errno;
+use crate::mm::fallible::try_collect;
 use crate::proc::{self, sched, ExitStatus, Pid, WaitFor, WaitMode};
 use crate::vm::uaccess;
 
@@ -158,8 +158,8 @@ pub fn execve(frame: &mut TrapFrame, args: Args) -> SysResult {
     let path = uaccess::read_cstr(args.ptr(0), 4096)?;
     let argv = uaccess::read_cstr_array(args.ptr(1), proc::elf::MAX_ARG_BYTES)?;
     let envp = uaccess::read_cstr_array(args.ptr(2), proc::elf::MAX_ARG_BYTES)?;
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let envp: Vec<&str> = envp.iter().map(String::as_str).collect();
+    let argv = try_collect(argv.iter().map(String::as_str))?;
+    let envp = try_collect(envp.iter().map(String::as_str))?;
     proc::exec(frame, &path, &argv, &envp)?;
     Ok(0)
 }
@@ -343,7 +343,7 @@ pub fn sysinfo(args: Args) -> SysResult {
     let uptime = monotonic_ns() / 1_000_000_000;
     let total = crate::mm::frame::total_frames() as u64 * 4096;
     let free = crate::mm::frame::free_frames() as u64 * 4096;
-    let procs = proc::list().len() as u16;
+    let procs = proc::count() as u16;
     put(&mut raw, 0, &uptime.to_le_bytes()); // uptime
     put(&mut raw, 32, &total.to_le_bytes()); // totalram
     put(&mut raw, 40, &free.to_le_bytes()); // freeram

@@ -6,6 +6,8 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+
+use crate::mm::fallible::TryPush;
 use x86_64::VirtAddr;
 
 use crate::error::Errno;
@@ -78,9 +80,11 @@ pub fn read_cstr(addr: u64, max: usize) -> Result<String, Errno> {
         let n = chunk.min(buf.len());
         read_bytes(at, &mut buf[..n])?;
         if let Some(end) = buf[..n].iter().position(|&b| b == 0) {
+            out.try_reserve(end).map_err(|_| Errno::ENOMEM)?;
             out.extend_from_slice(&buf[..end]);
             break;
         }
+        out.try_reserve(n).map_err(|_| Errno::ENOMEM)?;
         out.extend_from_slice(&buf[..n]);
         if out.len() > max {
             return Err(Errno::ENAMETOOLONG);
@@ -111,7 +115,7 @@ pub fn read_cstr_array(addr: u64, max_total: usize) -> Result<Vec<String>, Errno
         if total > max_total {
             return Err(Errno::E2BIG);
         }
-        list.push(s);
+        list.try_push(s)?;
     }
     Ok(list)
 }

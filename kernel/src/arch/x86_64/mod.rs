@@ -1,5 +1,6 @@
 //! x86-64: segment tables, interrupt tables, the legacy interrupt controller and timer,
 //! the time-stamp counter, and QEMU's exit device.
+pub mod backtrace;
 pub mod context;
 pub mod fpu;
 pub mod gdt;

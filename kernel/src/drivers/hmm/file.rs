@@ -383,21 +383,27 @@ fn snapshot_bytes(aspace: &AddressSpace, addr: u64, npages: u64) -> Vec<u8> {
 
 /// What every mirror of `aspace` holds for `va`: (device context, permission) pairs,
 /// for the page-state dump (`proc::procfs`).
-pub(super) fn device_view(aspace: &Arc<AddressSpace>, va: u64) -> Vec<(u32, Option<Perm>)> {
+pub(super) fn device_view(
+    aspace: &Arc<AddressSpace>,
+    va: u64,
+    show: &mut dyn FnMut(u32, Option<Perm>),
+) -> Result<(), NoMemory> {
     let Some(accel) = ACCEL.get() else {
-        return Vec::new();
+        return Ok(());
     };
-    let ctxs: Vec<u32> = locked(&accel.mirrors, |m| {
-        m.iter()
-            .filter(|(_, (w, _))| w.upgrade().is_some_and(|a| Arc::ptr_eq(&a, aspace)))
-            .map(|(c, _)| *c)
-            .collect()
-    });
+    let ctxs = locked(&accel.mirrors, |m| {
+        try_collect(
+            m.iter()
+                .filter(|(_, (w, _))| w.upgrade().is_some_and(|a| Arc::ptr_eq(&a, aspace)))
+                .map(|(c, _)| *c),
+        )
+    })?;
     let mut dev = accel.lock_device();
     accel.drain(&mut dev);
-    ctxs.into_iter()
-        .map(|c| (c, dev.snapshot(ContextId(c), va)))
-        .collect()
+    for c in ctxs {
+        show(c, dev.snapshot(ContextId(c), va));
+    }
+    Ok(())
 }
 
 impl Mirror {

@@ -46,6 +46,7 @@ use x86_64::VirtAddr;
 use super::pci::{self, SoftwareFunction};
 use crate::error::Errno;
 use crate::fs::{self, FileOps, Stat};
+use crate::mm::fallible::{try_collect, NoMemory};
 use crate::mm::pte::Pte;
 use crate::mm::PAGE_SIZE;
 use crate::proc::sched;
@@ -224,13 +225,18 @@ fn file_stat(minor: u32) -> Stat {
 struct MirrorFile(Arc<Mirror>);
 
 fn open_file(minor: u32) -> Result<Box<dyn FileOps>, Errno> {
-    Ok(Box::new(MirrorFile(open(minor)?)))
+    fs::boxed(MirrorFile(open(minor)?))
 }
 
 impl FileOps for MirrorFile {
     fn ioctl(&self, request: u32, arg: u64) -> Result<u64, Errno> {
         ioctl(&self.0, request, arg)
     }
+    /// A stream: lseek and pread64 answer ESPIPE (Linux `no_llseek`).
+    fn seekable(&self) -> bool {
+        false
+    }
+
     fn stat(&self) -> Stat {
         file_stat(self.0.minor)
     }
