@@ -19,7 +19,7 @@ pub fn walk(mut f: impl FnMut(u64)) {
     // SAFETY: reads the frame-pointer register; no memory access, no side effect.
     unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack)) };
     for _ in 0..MAX_FRAMES {
-        if rbp % 8 != 0 || rbp < 0xffff_8000_0000_0000 || rbp > u64::MAX - 16 {
+        if !rbp.is_multiple_of(8) || !(0xffff_8000_0000_0000..=u64::MAX - 16).contains(&rbp) {
             return;
         }
         // SAFETY: rbp passed the checks above: it is the frame pointer of this function
