@@ -414,9 +414,9 @@ fn fork_out_of_memory_leaves_parent_intact() {
         for i in 0..n {
             parent.copy_to_user(start + i * 512 * PAGE, &[7]).unwrap();
         }
-        // Leave only a few free frames.
+        // Leave only a few free frames above the reserve (mm::gfp).
         let mut hog = alloc::vec::Vec::new();
-        while free_frames() > 20 {
+        while free_frames() > kernel::mm::gfp::RESERVE_FRAMES + 20 {
             hog.push(kernel::mm::frame::Frame::alloc().unwrap());
         }
         assert_eq!(parent.fork().err(), Some(MmError::NoMemory));

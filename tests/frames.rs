@@ -10,7 +10,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use kernel::mm::frame::{free_frames, total_frames, Frame};
-use kernel::mm::MmError;
+use kernel::mm::{gfp, MmError};
 use kernel::serial_println;
 
 kernel::test_kernel!();
@@ -105,21 +105,28 @@ fn stress_alloc_free() {
 /// Take every free frame: the next allocation is `NoMemory`, not a panic, and all come
 /// back afterwards.
 #[test_case]
-fn exhaustion_is_an_error() {
+fn exhaustion_is_an_error_and_keeps_the_reserve() {
     let base = free_frames();
     let mut all = Vec::with_capacity(base + 16);
-    loop {
+    let drain = |all: &mut Vec<Frame>| loop {
         match Frame::alloc() {
             Ok(f) => all.push(f),
             Err(MmError::NoMemory) => break,
             Err(e) => panic!("unexpected {e:?}"),
         }
-    }
+    };
+    drain(&mut all);
     serial_println!(
-        "(allocated {} of {} frames before NoMemory)",
+        "(ordinary allocations: {} of {} frames before NoMemory, {} left as the reserve)",
         all.len(),
-        total_frames()
+        total_frames(),
+        free_frames()
     );
+    assert_eq!(all.len(), base - gfp::RESERVE_FRAMES);
+    assert_eq!(free_frames(), gfp::RESERVE_FRAMES);
+    // The reserve is there for allocations that may use it, down to the last frame.
+    gfp::with_reserve(|| drain(&mut all));
+    serial_println!("(with the reserve: {} frames, then NoMemory)", all.len());
     assert_eq!(all.len(), base);
     assert_eq!(free_frames(), 0);
     assert_eq!(Frame::alloc_zeroed().unwrap_err(), MmError::NoMemory);

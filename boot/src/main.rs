@@ -34,6 +34,7 @@ mod initramfs;
 mod judge;
 mod power_off;
 mod qemu;
+mod symbolize;
 mod timing;
 
 use anyhow::{bail, Context, Result};
@@ -241,6 +242,7 @@ fn build_image(
 
 fn run(opts: &Options) -> Result<i32> {
     check_kernel_elf(&opts.kernel)?;
+    symbolize::set_kernel(&opts.kernel);
     // Checked before the slow steps, so a typo fails at once.
     let run_timeout = match opts.mode {
         Mode::Run => qemu::run_timeout()?,

@@ -55,6 +55,9 @@ pub struct SerialWatch {
     pub panic: Option<String>,
     /// QEMU printed "QEMU: Terminated" (Ctrl-A X).
     pub quit: bool,
+    /// The return addresses of a panic's backtrace line, until the reader takes them
+    /// to print their names (`crate::symbolize`).
+    pub backtrace: Option<Vec<u64>>,
 }
 
 /// Longest partial line kept; longer lines are cut (a status line is short).
@@ -89,6 +92,11 @@ impl SerialWatch {
         if let Some(at) = line.find(PANIC_PREFIX) {
             if self.panic.is_none() {
                 self.panic = Some(line[at + PANIC_PREFIX.len()..].to_string());
+            }
+        }
+        if self.panic.is_some() {
+            if let Some(addrs) = crate::symbolize::parse_backtrace_line(line) {
+                self.backtrace = Some(addrs);
             }
         }
         if line.contains(QEMU_QUIT_LINE) {

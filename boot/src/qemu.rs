@@ -195,6 +195,10 @@ fn read_serial(mut stdout: impl Read, shared: &Mutex<Collected>, keep: Keep, sta
         }
         c.watch.feed(&buf[..n]);
         c.times.serial(&buf[..n], at);
+        if let Some(addrs) = c.watch.backtrace.take() {
+            drop(c);
+            crate::symbolize::print(&addrs);
+        }
     }
 }
 

@@ -121,3 +121,70 @@ macro_rules! try_format {
         $crate::mm::fallible::try_write_fmt(&mut s, format_args!($($arg)*)).map(|()| s)
     }};
 }
+
+/// A small map kept as a sorted `Vec`, whose insert can fail (`BTreeMap::insert` cannot:
+/// it aborts when a node cannot be allocated). For the handful of entries a driver keeps
+/// per open file or per command.
+pub struct VecMap<K, V> {
+    entries: Vec<(K, V)>,
+}
+
+impl<K: Ord + Copy, V> VecMap<K, V> {
+    pub const fn new() -> VecMap<K, V> {
+        VecMap {
+            entries: Vec::new(),
+        }
+    }
+
+    fn index(&self, key: &K) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.cmp(key))
+    }
+
+    /// Insert or replace; the old value if there was one, [`NoMemory`] if there is no
+    /// room (the map is unchanged then).
+    pub fn try_insert(&mut self, key: K, value: V) -> Result<Option<V>, NoMemory> {
+        match self.index(&key) {
+            Ok(i) => Ok(Some(core::mem::replace(&mut self.entries[i].1, value))),
+            Err(i) => {
+                try_insert(&mut self.entries, i, (key, value))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Take room for `additional` more entries, so that as many inserts after it cannot
+    /// fail.
+    pub fn try_reserve(&mut self, additional: usize) -> Result<(), NoMemory> {
+        Ok(self.entries.try_reserve(additional)?)
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        self.index(key).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.index(key).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.index(key).ok().map(|i| &mut self.entries[i].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Keep the entries for which `keep` says so.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        self.entries.retain_mut(|(k, v)| keep(k, v));
+    }
+}

@@ -2,10 +2,7 @@
 //! `kernel/signal.c` `kill_something_info`).
 #![forbid(unsafe_code)]
 
-use alloc::sync::Arc;
-use alloc::vec::Vec;
-
-use super::{lookup, sched, signal, table, Pid, Process, State};
+use super::{lookup, sched, signal, table, Pid, State};
 use crate::error::Errno;
 
 /// Who `kill` signals (Linux `kill_something_info`).
@@ -26,35 +23,35 @@ pub fn kill(target: KillTarget, sig: i32) -> Result<(), Errno> {
         return Err(Errno::EINVAL);
     }
     let me = sched::current();
-    let targets: Vec<Arc<Process>> = table(|t| {
-        t.values()
-            .filter(|p| {
-                let (pgid, zombie) = p.with(|i| (i.pgid, matches!(i.state, State::Zombie(_))));
-                match target {
-                    KillTarget::Pid(pid) => p.pid == pid,
-                    KillTarget::Group(g) => pgid == g && !zombie,
-                    KillTarget::All => p.pid != 1 && p.pid != me.pid && !zombie,
-                }
-            })
-            .cloned()
-            .collect()
-    });
-    if targets.is_empty() {
-        return Err(Errno::ESRCH);
-    }
-    if sig == 0 {
-        return Ok(());
-    }
     let info = signal::SigInfo {
         signo: sig,
         code: signal::SI_USER,
         pid: me.pid,
         addr: 0,
     };
-    for p in &targets {
-        if !p.with(|i| matches!(i.state, State::Zombie(_))) {
-            signal::send(p, info);
+    // Signals go out under the table lock, as Linux's `kill_pgrp` walks the group under
+    // `tasklist_lock`: nothing to collect, so nothing to allocate. (Sending takes the
+    // target's lock and may wake it: process lock, then the run queue; never the table.)
+    let matched = table(|t| {
+        let mut matched = 0;
+        for p in t.values() {
+            let (pgid, zombie) = p.with(|i| (i.pgid, matches!(i.state, State::Zombie(_))));
+            let hit = match target {
+                KillTarget::Pid(pid) => p.pid == pid,
+                KillTarget::Group(g) => pgid == g && !zombie,
+                KillTarget::All => p.pid != 1 && p.pid != me.pid && !zombie,
+            };
+            if hit {
+                matched += 1;
+                if sig != 0 && !zombie {
+                    signal::send(p, info);
+                }
+            }
         }
+        matched
+    });
+    if matched == 0 {
+        return Err(Errno::ESRCH);
     }
     Ok(())
 }

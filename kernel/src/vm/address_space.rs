@@ -287,22 +287,6 @@ impl AddressSpace {
         })
     }
 
-    /// Every non-`None` entry in [start, end) (for the page-state dump).
-    pub fn mapped_entries(&self, start: VirtAddr, end: VirtAddr) -> Vec<(VirtAddr, Pte)> {
-        self.with(|inner| {
-            let mut out = Vec::new();
-            let Ok(cursor) = inner.table.cursor(start, end) else {
-                return out;
-            };
-            let mut from = start;
-            while let Some((va, pte)) = cursor.next_mapped(from) {
-                out.push((va, pte));
-                from = va + PAGE_SIZE;
-            }
-            out
-        })
-    }
-
     /// The `i`-th VMA in address order (for files that list VMAs piecewise).
     pub fn vma_at(&self, i: usize) -> Option<Vma> {
         self.with(|inner| inner.vmas.iter().nth(i).copied())
@@ -328,7 +312,13 @@ impl AddressSpace {
         })
     }
 
-    /// A copy of the VMA list.
+    /// The VMA that contains `va`, if any.
+    pub fn vma_find(&self, va: VirtAddr) -> Option<Vma> {
+        self.with(|inner| inner.vmas.find(va).copied())
+    }
+
+    /// A copy of the VMA list, for tests (it allocates without failing: no path a user
+    /// drives calls it).
     pub fn vmas(&self) -> Vec<Vma> {
         self.with(|inner| inner.vmas.iter().copied().collect())
     }

@@ -21,7 +21,7 @@ pub(super) extern "C" fn engine_main() -> ! {
         } else {
             accel.kick.wait(|| accel.work.swap(false, Ordering::AcqRel));
         }
-        let finished: Vec<(u32, Waiter, Completion)> = {
+        {
             let mut dev = accel.lock_device();
             if dev.queued() == 0 {
                 continue;
@@ -32,18 +32,21 @@ pub(super) extern "C" fn engine_main() -> ! {
                 held: Vec::new(),
             };
             dev.process(&mut PhysMemory, &mut host);
-            let ids: Vec<(u32, Waiter)> = locked(&accel.waiters, |w| {
-                w.iter().map(|(id, w)| (*id, *w)).collect()
+            // File each finished command's completion for its waiter (abandoned ones
+            // are dropped). Allocates nothing: `run` took the room in `done`.
+            locked(&accel.waiters, |w| {
+                w.retain(|id, waiter| match dev.take_completion(CommandId(*id)) {
+                    None => true,
+                    Some(completion) => {
+                        if *waiter == Waiter::Waiting {
+                            let filed =
+                                locked(&accel.done, |d| d.try_insert(*id, completion).is_ok());
+                            debug_assert!(filed, "no room for a completion");
+                        }
+                        false
+                    }
+                })
             });
-            ids.into_iter()
-                .filter_map(|(id, w)| dev.take_completion(CommandId(id)).map(|c| (id, w, c)))
-                .collect()
-        };
-        for (id, waiter, completion) in finished {
-            locked(&accel.waiters, |w| w.remove(&id));
-            if waiter == Waiter::Waiting {
-                locked(&accel.done, |d| d.insert(id, completion));
-            }
         }
         accel.completed.wake_all();
         // Let the CPU side run between batches: this is where faults and device work

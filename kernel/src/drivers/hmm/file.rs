@@ -52,7 +52,11 @@ impl MmuNotifier for MirrorNotifier {
             }
             // The engine holds the device (its own page request caused this): queue it;
             // the device drains the queue before it uses any translation.
-            None => locked(&self.accel.pending, |q| q.push_back((inv, event))),
+            // An invalidation cannot be dropped and has nobody to report ENOMEM to:
+            // the queue's slot may come from the memory reserve (mm::gfp).
+            None => crate::mm::gfp::with_reserve(|| {
+                locked(&self.accel.pending, |q| q.push_back((inv, event)))
+            }),
         }
     }
 }
@@ -94,10 +98,14 @@ pub fn open(minor: u32) -> Result<Arc<Mirror>, Errno> {
         aspace.unsubscribe(subscription);
         fail(Errno::ENOMEM)
     })?;
-    locked(&accel.mirrors, |m| {
-        m.insert(ctx.0, (Arc::downgrade(&aspace), owner))
+    let registered = locked(&accel.mirrors, |m| {
+        m.try_insert(ctx.0, (Arc::downgrade(&aspace), owner))
     });
-    Ok(mirror)
+    match registered {
+        Ok(_) => Ok(mirror),
+        // Dropping the mirror unsubscribes and hands the context to the engine.
+        Err(NoMemory) => Err(Errno::ENOMEM),
+    }
 }
 
 impl Drop for Mirror {
@@ -191,7 +199,22 @@ fn run(accel: &Accel, command: Command) -> Result<Completion, Errno> {
             log::warn!("accelerator refused a command: {e:?}");
             Errno::EBUSY
         })?;
-        locked(&accel.waiters, |w| w.insert(id.0, Waiter::Waiting));
+        // Room for the completion too, taken now: the engine must never fail to file it.
+        let room = locked(&accel.waiters, |w| {
+            w.try_insert(id.0, Waiter::Waiting)?;
+            // Every command still waited for may finish before any is picked up.
+            let outstanding = w.len();
+            locked(&accel.done, |d| d.try_reserve(outstanding))
+        });
+        if room.is_err() {
+            // The command runs anyway; nobody waits for it.
+            locked(&accel.waiters, |w| {
+                if let Some(state) = w.get_mut(&id.0) {
+                    *state = Waiter::Abandoned;
+                }
+            });
+            return Err(Errno::ENOMEM);
+        }
         id
     };
     accel.kick_engine();
@@ -344,8 +367,18 @@ fn dmirror_atomic_add(accel: &Accel, mirror: &Mirror, cmd: &mut Cmd) -> Result<(
 /// `dmirror_snapshot`).
 fn dmirror_snapshot(mirror: &Mirror, cmd: &mut Cmd) -> Result<(), Errno> {
     let aspace = mirror.aspace.upgrade().ok_or(Errno::EINVAL)?;
-    let bytes = snapshot_bytes(&aspace, cmd.addr, cmd.npages);
-    uaccess::write_bytes(cmd.ptr, &bytes)?;
+    // In chunks on the stack: the heap is not needed, whatever npages is.
+    let mut chunk = [0u8; 256];
+    let mut done = 0;
+    while done < cmd.npages {
+        let n = (cmd.npages - done).min(chunk.len() as u64);
+        for (i, byte) in chunk[..n as usize].iter_mut().enumerate() {
+            let va = VirtAddr::new(cmd.addr + (done + i as u64) * PAGE_SIZE);
+            *byte = snapshot_byte(&aspace, va);
+        }
+        uaccess::write_bytes(cmd.ptr + done, &chunk[..n as usize])?;
+        done += n;
+    }
     cmd.cpages = cmd.npages;
     Ok(())
 }
@@ -360,25 +393,19 @@ fn finish(cmd: &mut Cmd, c: &Completion) -> Result<(), Errno> {
     c.result.map_err(device_errno)
 }
 
-/// One SNAPSHOT byte per page: the CPU's view of each page (Linux reports the same
+/// One SNAPSHOT byte for the page at `va`: the CPU's view (Linux reports the same
 /// through `hmm_range_fault` without faulting), plus ours for exclusive entries.
-fn snapshot_bytes(aspace: &AddressSpace, addr: u64, npages: u64) -> Vec<u8> {
+fn snapshot_byte(aspace: &AddressSpace, va: VirtAddr) -> u8 {
     use x86_64::structures::paging::PageTableFlags as F;
-    let vmas = aspace.vmas();
-    (0..npages)
-        .map(|i| {
-            let va = VirtAddr::new(addr + i * PAGE_SIZE);
-            if !vmas.iter().any(|v| v.contains(va)) {
-                return snapshot::ERROR;
-            }
-            match aspace.query(va) {
-                Pte::None => snapshot::NONE,
-                Pte::Present { flags, .. } if flags.contains(F::WRITABLE) => snapshot::WRITE,
-                Pte::Present { .. } => snapshot::READ,
-                Pte::DeviceExclusive { .. } => snapshot::EXCLUSIVE,
-            }
-        })
-        .collect()
+    if aspace.vma_find(va).is_none() {
+        return snapshot::ERROR;
+    }
+    match aspace.query(va) {
+        Pte::None => snapshot::NONE,
+        Pte::Present { flags, .. } if flags.contains(F::WRITABLE) => snapshot::WRITE,
+        Pte::Present { .. } => snapshot::READ,
+        Pte::DeviceExclusive { .. } => snapshot::EXCLUSIVE,
+    }
 }
 
 /// What every mirror of `aspace` holds for `va`: (device context, permission) pairs,

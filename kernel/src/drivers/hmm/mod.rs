@@ -29,7 +29,7 @@
 //! the context is destroyed by the engine.
 #![forbid(unsafe_code)]
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,7 +46,7 @@ use x86_64::VirtAddr;
 use super::pci::{self, SoftwareFunction};
 use crate::error::Errno;
 use crate::fs::{self, FileOps, Stat};
-use crate::mm::fallible::{try_collect, NoMemory};
+use crate::mm::fallible::{try_collect, NoMemory, VecMap};
 use crate::mm::pte::Pte;
 use crate::mm::PAGE_SIZE;
 use crate::proc::sched;
@@ -105,13 +105,14 @@ pub struct Accel {
     /// (and the event that caused each, see `HostPages::page_request`).
     pending: SpinLock<VecDeque<(Invalidation, NotifyEvent)>>,
     /// Contexts -> (address space, owner cookie), for page requests.
-    mirrors: SpinLock<BTreeMap<u32, (Weak<AddressSpace>, Owner)>>,
+    mirrors: SpinLock<VecMap<u32, (Weak<AddressSpace>, Owner)>>,
     /// Contexts of closed files, for the engine to destroy.
     closed: SpinLock<Vec<ContextId>>,
-    /// Finished commands, waiting for their ioctl to pick them up.
-    done: SpinLock<BTreeMap<u32, Completion>>,
+    /// Finished commands, waiting for their ioctl to pick them up. Its room is taken
+    /// when a command is submitted (`file::run`), so the engine's insert never allocates.
+    done: SpinLock<VecMap<u32, Completion>>,
     /// Submitted commands whose completion someone waits for (or abandoned).
-    waiters: SpinLock<BTreeMap<u32, Waiter>>,
+    waiters: SpinLock<VecMap<u32, Waiter>>,
     /// Where ioctls sleep until their command is in `done`.
     completed: WaitQueue,
     /// Set (and `kick` woken) when there is work for the engine.
@@ -187,10 +188,10 @@ pub fn register() {
     let accel = Arc::new(Accel {
         device: Mutex::new("accelerator", Accelerator::new()),
         pending: SpinLock::new("accelerator invalidations", VecDeque::new()),
-        mirrors: SpinLock::new("accelerator mirrors", BTreeMap::new()),
+        mirrors: SpinLock::new("accelerator mirrors", VecMap::new()),
         closed: SpinLock::new("accelerator closed contexts", Vec::new()),
-        done: SpinLock::new("accelerator completions", BTreeMap::new()),
-        waiters: SpinLock::new("accelerator waiters", BTreeMap::new()),
+        done: SpinLock::new("accelerator completions", VecMap::new()),
+        waiters: SpinLock::new("accelerator waiters", VecMap::new()),
         completed: WaitQueue::new(),
         work: AtomicBool::new(false),
         kick: WaitQueue::new(),
