@@ -129,6 +129,12 @@ pub struct VecMap<K, V> {
     entries: Vec<(K, V)>,
 }
 
+impl<K: Ord + Copy, V> Default for VecMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<K: Ord + Copy, V> VecMap<K, V> {
     pub const fn new() -> VecMap<K, V> {
         VecMap {
