@@ -126,6 +126,8 @@ struct shared {
 	volatile uint64_t child_calls; /* calls its children issued */
 	volatile uint64_t children;    /* processes forked or cloned */
 	volatile uint64_t sigs;        /* signals handled by the worker */
+	volatile uint64_t armed;       /* calls issued with an allocation failure armed */
+	volatile uint64_t injected;    /* ... whose failure was injected */
 };
 static struct shared *sh;
 static struct slot *my_slot;
@@ -238,6 +240,8 @@ static const char *sysname(long nr)
 	case 2: return "open";
 	case 3: return "close";
 	case 5: return "fstat";
+	case 8: return "lseek";
+	case 17: return "pread64";
 	case 9: return "mmap";
 	case 10: return "mprotect";
 	case 11: return "munmap";
@@ -508,6 +512,7 @@ static const struct {
 	{ "/proc/ps", NULL, P_PROC },
 	{ "/proc/self/ptes", NULL, P_PROC },
 	{ "/proc/self/exe", NULL, P_PROC | P_EXEC | P_SELF },
+	{ "/proc/self/fail-nth", NULL, P_PROC },
 	{ "/dev/console", "/dev/null", P_CONSOLE },
 	{ "/dev/hmm_dmirror0", NULL, P_DMIRROR },
 	{ "/dev/hmm_dmirror1", NULL, P_DMIRROR },
@@ -827,6 +832,16 @@ static void op_close(void)
 }
 
 static void op_fstat(void) { sc(SYS_fstat, fd_any(1), v_ptr(), 0, 0, 0, 0); }
+
+/* A file position: small, page-sized, past any file, negative, or huge. */
+static uint64_t v_pos(void)
+{
+	static const uint64_t pos[] = { 0, 1, 7, 4096, 1 << 20, (uint64_t)-1, (uint64_t)-4096, 1ULL << 62, 1ULL << 63 };
+	return pos[below(sizeof pos / sizeof pos[0])];
+}
+
+static void op_pread64(void) { sc(SYS_pread64, fd_for_read(), v_ptr(), v_len(), v_pos(), 0, 0); }
+static void op_lseek(void) { sc(SYS_lseek, fd_any(1), v_pos(), garb(below(5)), 0, 0, 0); }
 
 static void op_newfstatat(void)
 {
@@ -1834,6 +1849,8 @@ static const struct op ops[] = {
 	{ op_openat, 20, 0 },
 	{ op_close, 45, 0 },
 	{ op_fstat, 20, 0 },
+	{ op_pread64, 20, 0 },
+	{ op_lseek, 15, 0 },
 	{ op_newfstatat, 20, 0 },
 	{ op_readlink, 10, 0 },
 	{ op_mmap, 60, 0 },
@@ -2032,12 +2049,60 @@ static void print_stats(uint64_t n)
 		kout("#   %s\n", line);
 }
 
+/*
+ * Allocation-failure injection (Linux's /proc/self/fail-nth, see t_failnth.c): before one
+ * call in 5 the worker arms a failure of the call's 1st..4th allocation, and disarms it
+ * after. The choice has a random stream of its own, so a call's arguments are the same
+ * with injection or without. Absent on a kernel without fault injection.
+ */
+static long fail_fd = -1;
+static int fail_supported;
+
+static void fail_nth_write(unsigned n)
+{
+	char buf[16];
+	int len = snprintf(buf, sizeof buf, "%u", n);
+	if (fail_fd < 0 || k_write((int)fail_fd, buf, (size_t)len) != len)
+		fail_fd = k_open("/proc/self/fail-nth", O_RDWR); /* the fuzz closed it: next time */
+}
+
+static void one_call_maybe_failing(uint64_t i)
+{
+	unsigned n = 0;
+	if (fail_supported) {
+		rng_for(i, 0xfa117);
+		if (chance(20))
+			n = 1 + (unsigned)below(4);
+		rng_for(i, 0);
+	}
+	if (!n) {
+		one_call();
+		return;
+	}
+	if (replaying())
+		kout("#%llu: allocation %u of the next call fails\n", (unsigned long long)i, n);
+	fail_nth_write(n);
+	if (fail_fd < 0) {
+		one_call(); /* could not (re)open it (the fuzz filled the fd table): unarmed */
+		return;
+	}
+	one_call();
+	char buf[16] = { 0 };
+	long r = fail_fd >= 0 ? ksys4(SYS_pread64, fail_fd, buf, sizeof buf - 1, 0) : -1;
+	fail_nth_write(0);
+	sh->armed++;
+	if (r > 0 && buf[0] == '0')
+		sh->injected++;
+}
+
 static __attribute__((noreturn)) void worker_main(uint64_t n, int quiet)
 {
 	my_slot = &sh->worker;
 	my_slot->pid = k_getpid();
 	if (worker_setup())
 		k_exit(2);
+	fail_fd = k_open("/proc/self/fail-nth", O_RDWR);
+	fail_supported = fail_fd >= 0;
 	uint64_t t0 = kt_now_ns();
 	for (uint64_t i = 0; i < n; i++) {
 		cur_call = i;
@@ -2047,7 +2112,7 @@ static __attribute__((noreturn)) void worker_main(uint64_t n, int quiet)
 		else if (i % 250000 == 125000)
 			vma_storm();
 		else
-			one_call();
+			one_call_maybe_failing(i);
 		sh->done = i + 1;
 		if (!quiet && (i + 1) % 100000 == 0)
 			kout("fuzz_sys: %llu calls (%llu ms)\n", (unsigned long long)(i + 1),
@@ -2218,9 +2283,11 @@ int main(int argc, char **argv, char **envp)
 		     d < 0 ? "down" : "up", (d < 0 ? -d : d) / 4096);
 		failed = 1;
 	}
-	kout("fuzz_sys: %llu calls, seed %llu, %llu ms; %llu children; %llu signals handled\n",
+	kout("fuzz_sys: %llu calls, seed %llu, %llu ms; %llu children; %llu signals handled; "
+	     "%llu calls with an allocation failure armed, %llu injected\n",
 	     (unsigned long long)sh->done, (unsigned long long)seed, (unsigned long long)ms,
-	     (unsigned long long)sh->children, (unsigned long long)sh->sigs);
+	     (unsigned long long)sh->children, (unsigned long long)sh->sigs, (unsigned long long)sh->armed,
+	     (unsigned long long)sh->injected);
 	kout("%d passed, %d failed\n", failed ? 0 : 1, failed ? 1 : 0);
 	return failed ? 1 : 0;
 }

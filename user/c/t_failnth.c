@@ -30,6 +30,7 @@
  */
 #include "hmm.h"
 #include <poll.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>

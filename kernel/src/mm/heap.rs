@@ -67,6 +67,9 @@ static ALLOCATOR: InterruptSafeHeap = InterruptSafeHeap(LockedHeap::empty());
 
 /// Bytes of the heap area mapped so far (the heap's current size).
 static MAPPED: AtomicU64 = AtomicU64::new(0);
+/// Frames the heap took from the frame allocator: its pages and the page-table pages
+/// that map them (the power-off leak check counts both as the heap's).
+static FRAMES: AtomicU64 = AtomicU64::new(0);
 
 /// The heap area's table (the kernel's root, limited to the area), behind a spinlock:
 /// growing runs with interrupts off, inside an allocation.
@@ -83,6 +86,7 @@ fn map_more(bytes: u64, kind: gfp::Kind) -> Result<u64, MmError> {
         return Err(MmError::NoMemory);
     }
     let start = VirtAddr::new(HEAP_AREA_START + top);
+    let free_before = super::frame::free_frames();
     let mut cursor = table.cursor(start, start + bytes)?;
     let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
     let mut done = 0;
@@ -98,6 +102,10 @@ fn map_more(bytes: u64, kind: gfp::Kind) -> Result<u64, MmError> {
         done += PAGE_SIZE;
     }
     MAPPED.store(top + done, Ordering::Relaxed);
+    // Interrupts are off and there is one CPU: every frame that left the allocator in
+    // between went to the heap, data or page tables.
+    let taken = free_before.saturating_sub(super::frame::free_frames());
+    FRAMES.fetch_add(taken as u64, Ordering::Relaxed);
     Ok(done)
 }
 
@@ -130,6 +138,12 @@ pub fn init() -> Result<(), MmError> {
 /// The heap's current size in bytes (mapped).
 pub fn size() -> u64 {
     MAPPED.load(Ordering::Relaxed)
+}
+
+/// Frames the heap holds: its pages and the page tables mapping them. The heap never
+/// gives frames back, so what it took is not a leak of whoever made it grow.
+pub fn frames() -> usize {
+    FRAMES.load(Ordering::Relaxed) as usize
 }
 
 /// Bytes currently allocated on the heap and bytes free (for tests and the shell).

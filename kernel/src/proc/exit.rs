@@ -11,7 +11,7 @@ use x86_64::VirtAddr;
 
 use super::{
     frame, lookup, qemu, sched, serial_println, signal, table, ExitCode, ExitStatus, Pid,
-    ProcTable, Process, State, BOOT_FREE_FRAMES, BOOT_HEAP_BYTES, POWER_OFF, SIGKILL,
+    ProcTable, Process, State, BOOT_FREE_FRAMES, BOOT_HEAP_FRAMES, POWER_OFF, SIGKILL,
 };
 use crate::error::Errno;
 
@@ -188,9 +188,8 @@ pub fn power_off_now() -> ! {
     drop(all);
     let before = BOOT_FREE_FRAMES.load(Ordering::Relaxed);
     let after = frame::free_frames();
-    let heap_grew = (crate::mm::heap::size() as usize)
-        .saturating_sub(BOOT_HEAP_BYTES.load(Ordering::Relaxed))
-        / crate::mm::PAGE_SIZE as usize;
+    let heap_grew =
+        crate::mm::heap::frames().saturating_sub(BOOT_HEAP_FRAMES.load(Ordering::Relaxed));
     if before == after + heap_grew {
         let note = if heap_grew > 0 {
             alloc::format!(" (the kernel heap grew by {heap_grew} frames)")

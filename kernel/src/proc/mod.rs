@@ -213,9 +213,9 @@ static TABLE: SpinLock<ProcTable> = SpinLock::new("process table", ProcTable::ne
 static NEXT_PID: AtomicU32 = AtomicU32::new(2);
 /// Free frames just before init started (the baseline checked at power-off).
 static BOOT_FREE_FRAMES: AtomicUsize = AtomicUsize::new(0);
-/// The kernel heap's size then (it grows on demand and never shrinks: frames it took
-/// are not a leak).
-static BOOT_HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Frames the kernel heap held then, its page tables included (it grows on demand and
+/// never shrinks: frames it took are not a leak).
+static BOOT_HEAP_FRAMES: AtomicUsize = AtomicUsize::new(0);
 /// Set when init has ended: (status + 1), 0 = not requested.
 static POWER_OFF: AtomicU32 = AtomicU32::new(0);
 
@@ -363,7 +363,7 @@ pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Ar
 /// Create pid 1 from the initramfs file `path` with `argv`, ready to run.
 pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
     BOOT_FREE_FRAMES.store(frame::free_frames(), Ordering::Relaxed);
-    BOOT_HEAP_BYTES.store(crate::mm::heap::size() as usize, Ordering::Relaxed);
+    BOOT_HEAP_FRAMES.store(crate::mm::heap::frames(), Ordering::Relaxed);
     let data = crate::fs::initramfs::lookup(path).ok_or(Errno::ENOENT)?;
     let env = ["HOME=/", "PATH=/bin", "TERM=vt100"];
     let image = elf::load(data, argv, &env)?;

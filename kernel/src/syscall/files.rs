@@ -7,6 +7,7 @@ use alloc::sync::Arc;
 use super::{Args, SysResult};
 use crate::error::Errno;
 use crate::fs::{File, OpenMode, Whence};
+use crate::mm::fallible::try_string;
 use crate::proc::sched;
 use crate::vm::uaccess;
 
@@ -188,7 +189,7 @@ pub fn readlink(args: Args) -> SysResult {
         crate::fs::stat_path(&path)?;
         return Err(Errno::EINVAL);
     }
-    let exe = sched::current().with(|p| p.exe.clone());
+    let exe = sched::current().with(|p| try_string(&p.exe))?;
     let n = exe.len().min(size as usize);
     uaccess::write_bytes(args.ptr(1), &exe.as_bytes()[..n])?;
     Ok(n as u64)

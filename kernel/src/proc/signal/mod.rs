@@ -474,14 +474,16 @@ fn deliver_one(frame: &mut TrapFrame) -> Outcome {
 /// Print why a process is about to die of a signal nobody catches.
 pub fn log_fatal(sig: i32, why: core::fmt::Arguments) {
     let p = sched::current();
-    let name = p.with(|i| i.name.clone());
-    crate::serial_println!(
-        "[kernel] pid {} ({}) killed by {}: {}",
-        p.pid,
-        name,
-        super::signal_name(sig),
-        why
-    );
+    // Printed under the process lock (printing never sleeps): no copy of the name needed.
+    p.with(|i| {
+        crate::serial_println!(
+            "[kernel] pid {} ({}) killed by {}: {}",
+            p.pid,
+            i.name,
+            super::signal_name(sig),
+            why
+        )
+    });
 }
 
 /// Whether the running process has a signal to handle (interruptible waits return).
