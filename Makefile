@@ -62,8 +62,12 @@ clean:
 	cargo clean
 
 ## make fuzz: the system-call and device fuzzers (user/c/fuzz_*.c), a million calls each, on
-## the release kernel (scripts/fuzz.sh; FUZZ_SEED=N for another seed; make test runs fewer)
+## the release kernel (scripts/fuzz.sh; FUZZ_SEED=N for another seed; make test runs fewer),
+## then every test program that needs no test hook with 1%, 5% and 20% of the kernel's
+## allocations failing (scripts/failslab.sh)
 .PHONY: fuzz
 fuzz: setup user
 	cargo build --release --bin kernel
 	FUZZ_CALLS=$${FUZZ_CALLS:-1000000} bash scripts/fuzz.sh target/x86_64-target/release/kernel
+	for p in 1 5 20; do FAILSLAB_PROBABILITY=$$p FAILSLAB_PROGRAMS=all \
+	    bash scripts/failslab.sh target/x86_64-target/release/kernel || exit 1; done

@@ -8,7 +8,8 @@
 #   qemu : cargo test of the kernel (its in-kernel unit tests and every tests/*.rs kernel),
 #          then every user test program (target/user/bin/t_*) as /init of its own boot,
 #          then exdemo against its golden output and docs chapter 7 (scripts/golden-exdemo.sh),
-#          then Linux's own hmm-tests.c (musl and glibc builds) as /init
+#          then Linux's own hmm-tests.c (musl and glibc builds) as /init, the fuzzers,
+#          and test programs with kernel allocations failing (scripts/failslab.sh)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -43,6 +44,10 @@ step "qemu: golden exdemo" bash scripts/golden-exdemo.sh
 step "qemu: Linux hmm-tests" bash scripts/hmm-tests.sh
 # The fuzzers, a few tens of thousands of random calls each (make fuzz: a million).
 step "qemu: fuzzers" bash scripts/fuzz.sh
+# Test programs with 2% and then 10% of the kernel's allocations failing (failslab):
+# the kernel must neither panic nor hang nor leak.
+step "qemu: failslab 2%" env FAILSLAB_PROBABILITY=2 bash scripts/failslab.sh
+step "qemu: failslab 10%" env FAILSLAB_PROBABILITY=10 bash scripts/failslab.sh
 
 echo
 echo "=== summary ==="

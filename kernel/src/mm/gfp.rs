@@ -26,11 +26,20 @@
 //! fails each allocation that syscall makes, in turn: each must end in a clean error
 //! and nothing leaked (user test `t_failnth`; `fuzz_sys --fail-nth` mixes it in).
 //!
-//! The state is per CPU (one CPU today): the running task's countdown lives here while
-//! it runs and in its `Process` while it does not (the scheduler calls [`switch_in`] /
-//! [`switch_out`]).
+//! **Failing a share of all allocations** (Linux `failslab` and `make-it-fail`): a task
+//! writes 1 to `/proc/self/make-it-fail` (its children inherit it), and the attributes
+//! under `/sys/kernel/debug/failslab/` say how often its ordinary allocations fail:
+//! `probability` (percent, 0 = off, the default), `interval` (only every interval-th
+//! candidate) and `times` (how many failures in all, -1 = no limit). Linux's
+//! `task-filter` is always on here: only make-it-fail tasks are failed. With it, whole
+//! test programs run with allocations failing at random (scripts/failslab.sh): they
+//! may fail, the kernel must not, nor leak.
+//!
+//! The state is per CPU (one CPU today): the running task's countdown and make-it-fail
+//! live here while it runs and in its `Process` while it does not (the scheduler calls
+//! [`switch_in`] / [`switch_out`]).
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// Frames ordinary allocations leave free (2 MiB): the kernel's reserve for interrupt
 /// handlers and teardown (Linux's `min_free_kbytes` watermark).
@@ -41,6 +50,63 @@ static RESERVE_DEPTH: AtomicU32 = AtomicU32::new(0);
 
 /// The running task's injection countdown (Linux `current->fail_nth`): 0 = off.
 static FAIL_NTH: AtomicU32 = AtomicU32::new(0);
+
+/// The running task's `make-it-fail` (Linux `current->make_it_fail`).
+static MAKE_IT_FAIL: AtomicBool = AtomicBool::new(false);
+
+/// Linux's failslab attributes (see the module comment).
+pub struct FailAttrs {
+    pub probability: AtomicU32,
+    pub interval: AtomicU32,
+    pub times: AtomicI64,
+    count: AtomicU64,
+    random: AtomicU64,
+}
+
+/// The one set of attributes (`/sys/kernel/debug/failslab/`), Linux's defaults.
+pub static FAILSLAB: FailAttrs = FailAttrs {
+    probability: AtomicU32::new(0),
+    interval: AtomicU32::new(1),
+    times: AtomicI64::new(1),
+    count: AtomicU64::new(0),
+    random: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
+};
+
+impl FailAttrs {
+    /// Linux `should_fail_ex` after its fail_nth part, for a make-it-fail task.
+    fn should_fail(&self) -> bool {
+        let probability = self.probability.load(Ordering::Relaxed);
+        if probability == 0 || self.times.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let interval = u64::from(self.interval.load(Ordering::Relaxed));
+        if interval > 1 {
+            let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+            if !count.is_multiple_of(interval) {
+                return false;
+            }
+        }
+        if u64::from(probability) <= self.next_random() % 100 {
+            return false;
+        }
+        let times = self.times.load(Ordering::Relaxed);
+        if times > 0 {
+            self.times.store(times - 1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// xorshift64* with a fixed seed: the same boot fails the same allocations (timing
+    /// permitting), so a failure found this way can be reproduced.
+    fn next_random(&self) -> u64 {
+        let mut x = self.random.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.random.store(x, Ordering::Relaxed);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11
+    }
+}
 
 /// Set when an injected failure happened, until [`take_injected`] reads it.
 static INJECTED: AtomicBool = AtomicBool::new(false);
@@ -102,14 +168,26 @@ pub fn should_fail(kind: Kind) -> bool {
         return false;
     }
     let n = FAIL_NTH.load(Ordering::Relaxed);
-    if n == 0 {
-        return false;
-    }
-    FAIL_NTH.store(n - 1, Ordering::Relaxed);
-    if n == 1 {
+    let fail = if n > 0 {
+        FAIL_NTH.store(n - 1, Ordering::Relaxed);
+        n == 1
+    } else {
+        MAKE_IT_FAIL.load(Ordering::Relaxed) && FAILSLAB.should_fail()
+    };
+    if fail {
         INJECTED.store(true, Ordering::Relaxed);
     }
-    n == 1
+    fail
+}
+
+/// The running task's make-it-fail (`/proc/self/make-it-fail` reads it).
+pub fn make_it_fail() -> bool {
+    MAKE_IT_FAIL.load(Ordering::Relaxed)
+}
+
+/// Set the running task's make-it-fail (`/proc/self/make-it-fail` writes it).
+pub fn set_make_it_fail(on: bool) {
+    MAKE_IT_FAIL.store(on, Ordering::Relaxed);
 }
 
 /// Whether an injected failure happened since the last call (clears it). The user
@@ -129,13 +207,47 @@ pub fn set_fail_nth(n: u32) {
     FAIL_NTH.store(n, Ordering::Relaxed);
 }
 
-/// The scheduler switches to a task whose saved countdown is `saved`.
-pub fn switch_in(saved: &AtomicU32) {
-    INJECTED.store(false, Ordering::Relaxed);
-    FAIL_NTH.store(saved.load(Ordering::Relaxed), Ordering::Relaxed);
+/// A task's injection state while it is off the CPU (kept in its `Process`).
+#[derive(Default)]
+pub struct TaskFaults {
+    fail_nth: AtomicU32,
+    make_it_fail: AtomicBool,
 }
 
-/// The running task leaves the CPU: keep its countdown in `saved`.
-pub fn switch_out(saved: &AtomicU32) {
-    saved.store(FAIL_NTH.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+impl TaskFaults {
+    /// A child's state: make-it-fail is inherited (Linux copies the task struct), the
+    /// countdown is not (Linux clears `fail_nth` in `dup_task_struct`).
+    pub fn for_child() -> TaskFaults {
+        TaskFaults {
+            fail_nth: AtomicU32::new(0),
+            make_it_fail: AtomicBool::new(make_it_fail()),
+        }
+    }
+}
+
+/// The scheduler switches to a task whose saved state is `saved`.
+pub fn switch_in(saved: &TaskFaults) {
+    INJECTED.store(false, Ordering::Relaxed);
+    FAIL_NTH.store(saved.fail_nth.load(Ordering::Relaxed), Ordering::Relaxed);
+    MAKE_IT_FAIL.store(
+        saved.make_it_fail.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+}
+
+/// The running task leaves the CPU: keep its state in `saved`.
+pub fn switch_out(saved: &TaskFaults) {
+    saved
+        .fail_nth
+        .store(FAIL_NTH.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+    saved.make_it_fail.store(
+        MAKE_IT_FAIL.swap(false, Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+}
+
+/// The running task is gone: nothing of its state stays on the CPU.
+pub fn task_gone() {
+    FAIL_NTH.store(0, Ordering::Relaxed);
+    MAKE_IT_FAIL.store(false, Ordering::Relaxed);
 }

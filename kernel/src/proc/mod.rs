@@ -8,6 +8,7 @@
 
 pub mod elf;
 mod exit;
+mod fault_inject;
 mod group;
 pub mod pidfd;
 pub mod procfs;
@@ -27,8 +28,8 @@ use crate::arch::x86_64::trap::TrapFrame;
 use crate::error::Errno;
 use crate::fs::FileTable;
 use crate::mm::fallible::{try_string, NoMemory, TryPush};
-use crate::mm::frame;
 use crate::mm::kstack::{KernelStack, KstackError};
+use crate::mm::{frame, gfp};
 use crate::serial_println;
 use crate::sync::SpinLock;
 use crate::vm::AddressSpace;
@@ -154,9 +155,9 @@ pub struct Process {
     /// This process, for wait queues that hold it as a `sync::Task` (`&self` -> `Arc`);
     /// set right after the `Arc` is made (`Arc::new_cyclic` has no fallible form).
     this: spin::Once<Weak<Process>>,
-    /// Its allocation-failure-injection countdown while it is off the CPU
-    /// (`/proc/self/fail-nth`; see `mm::gfp`).
-    pub(super) fail_nth: AtomicU32,
+    /// Its allocation-failure injection while it is off the CPU (`/proc/self/fail-nth`,
+    /// `/proc/self/make-it-fail`; see `mm::gfp`).
+    pub(super) faults: gfp::TaskFaults,
 }
 
 impl Process {
@@ -177,7 +178,7 @@ impl Process {
             killed: AtomicBool::new(false),
             inner: SpinLock::new("process", inner),
             this: spin::Once::new(),
-            fail_nth: AtomicU32::new(0),
+            faults: gfp::TaskFaults::for_child(),
         })
         .map_err(|_| Errno::ENOMEM)?;
         p.this.call_once(|| Arc::downgrade(&p));

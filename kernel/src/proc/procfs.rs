@@ -45,7 +45,7 @@ pub fn set_device_view(view: DeviceView) {
 }
 
 /// What `stat` reports for a /proc file (the size is not known in advance).
-const PROC_STAT: Stat = Stat {
+pub(super) const PROC_STAT: Stat = Stat {
     ino: 4,
     mode: fs::S_IFREG | 0o444,
     rdev: 0,
@@ -56,94 +56,7 @@ const PROC_STAT: Stat = Stat {
 pub fn register() -> Result<(), Errno> {
     fs::register("/proc/ps", open_ps, 0, PROC_STAT)?;
     fs::register("/proc/self/ptes", open_ptes, 0, PROC_STAT)?;
-    fs::register("/proc/self/fail-nth", open_fail_nth, 0, FAIL_NTH_STAT)
-}
-
-/// `/proc/self/fail-nth` is writable by its task (mode 0644, Linux's).
-const FAIL_NTH_STAT: Stat = Stat {
-    mode: fs::S_IFREG | 0o644,
-    ..PROC_STAT
-};
-
-fn open_fail_nth(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
-    fs::boxed(FailNth)
-}
-
-/// `/proc/self/fail-nth` (Linux `proc_fail_nth_operations`, fault injection): write N
-/// and the running task's N-th ordinary allocation from then on fails; read the
-/// countdown, `0` once the failure was injected. Neither operation allocates, so
-/// reading does not move the countdown. See `mm::gfp`.
-struct FailNth;
-
-impl FileOps for FailNth {
-    fn read(&self, pos: usize, buf: u64, count: usize) -> Result<usize, Errno> {
-        let mut text = [0u8; 12];
-        let len = format_u32_line(crate::mm::gfp::fail_nth(), &mut text);
-        let data = text[..len].get(pos..).unwrap_or(&[]);
-        let n = data.len().min(count);
-        crate::vm::uaccess::write_bytes(buf, &data[..n])?;
-        Ok(n)
-    }
-
-    /// Linux `kstrtouint_from_user(buf, count, 0, &n)`: decimal, `0x` hex or `0` octal,
-    /// one trailing newline allowed; EINVAL otherwise, ERANGE past u32.
-    fn write(&self, buf: u64, count: usize) -> Result<usize, Errno> {
-        let mut text = [0u8; 32];
-        if count >= text.len() {
-            return Err(Errno::EINVAL);
-        }
-        crate::vm::uaccess::read_bytes(buf, &mut text[..count])?;
-        let n = parse_uint(&text[..count])?;
-        crate::mm::gfp::set_fail_nth(n);
-        Ok(count)
-    }
-
-    fn stat(&self) -> Stat {
-        FAIL_NTH_STAT
-    }
-}
-
-/// `n` in decimal and a newline, into `out`; returns the length.
-fn format_u32_line(n: u32, out: &mut [u8; 12]) -> usize {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    let mut v = n;
-    loop {
-        digits[len] = b'0' + (v % 10) as u8;
-        len += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        out[i] = digits[len - 1 - i];
-    }
-    out[len] = b'\n';
-    len + 1
-}
-
-/// Linux `kstrtouint(s, 0)`: base from the prefix (`0x`: 16, `0`: 8, else 10), one
-/// trailing newline allowed.
-fn parse_uint(text: &[u8]) -> Result<u32, Errno> {
-    let text = text.strip_suffix(b"\n").unwrap_or(text);
-    let (digits, radix) = match text {
-        [b'0', b'x' | b'X', rest @ ..] => (rest, 16),
-        [b'0', rest @ ..] if !rest.is_empty() => (rest, 8),
-        _ => (text, 10),
-    };
-    if digits.is_empty() {
-        return Err(Errno::EINVAL);
-    }
-    let mut n: u32 = 0;
-    for &c in digits {
-        let d = (c as char).to_digit(radix).ok_or(Errno::EINVAL)?;
-        n = n
-            .checked_mul(radix)
-            .and_then(|n| n.checked_add(d))
-            .ok_or(Errno::ERANGE)?;
-    }
-    Ok(n)
+    super::fault_inject::register()
 }
 
 fn open_ps(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {

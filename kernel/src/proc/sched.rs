@@ -152,7 +152,7 @@ pub fn run() -> ! {
         crate::vm::switch_to(aspace);
         FsBase::write(VirtAddr::new(fs_base));
         p.fpu.lock().restore();
-        gfp::switch_in(&p.fail_nth);
+        gfp::switch_in(&p.faults);
         SLICE_START.store(crate::arch::x86_64::interrupts::ticks(), Ordering::Relaxed);
         locked(&CURRENT, |c| *c = Some(p.clone()));
         // CURRENT keeps the process (and so its stack and context) alive meanwhile.
@@ -172,7 +172,7 @@ pub fn run() -> ! {
 fn switch_to_scheduler(p: &Process) {
     p.with(|inner| inner.fs_base = FsBase::read().as_u64());
     p.fpu.lock().save();
-    gfp::switch_out(&p.fail_nth);
+    gfp::switch_out(&p.faults);
     // The process lives in CURRENT until the loop takes it back.
     context::switch(&p.context, &SCHEDULER);
 }
@@ -275,7 +275,7 @@ pub fn queued() -> usize {
 /// Switch away for good: used by exit after the process became a zombie.
 pub(super) fn leave_forever(p: Arc<Process>) -> ! {
     interrupts::disable();
-    gfp::set_fail_nth(0);
+    gfp::task_gone();
     // Drop our reference: nothing of this stack runs again (CURRENT still holds the
     // process until the loop takes it out).
     drop(p);
