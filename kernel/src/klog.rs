@@ -49,3 +49,51 @@ pub fn init() {
 pub fn set_level(level: LevelFilter) {
     log::set_max_level(level);
 }
+
+/// Rate limiting for messages a user program can cause at will (Linux
+/// `DEFINE_RATELIMIT_STATE` + `__ratelimit`, what `printk_ratelimited` uses): at most
+/// `burst` messages per `interval_ms`; when a new interval starts after some were
+/// dropped, one line says how many.
+pub struct RateLimit {
+    name: &'static str,
+    interval_ms: u64,
+    burst: u32,
+    begin: core::sync::atomic::AtomicU64,
+    printed: core::sync::atomic::AtomicU32,
+    missed: core::sync::atomic::AtomicU32,
+}
+
+impl RateLimit {
+    /// A limit named `name` (it names the suppressed-messages line).
+    pub const fn new(name: &'static str, interval_ms: u64, burst: u32) -> RateLimit {
+        RateLimit {
+            name,
+            interval_ms,
+            burst,
+            begin: core::sync::atomic::AtomicU64::new(0),
+            printed: core::sync::atomic::AtomicU32::new(0),
+            missed: core::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// Whether one more message may be printed now.
+    pub fn allow(&self) -> bool {
+        use core::sync::atomic::Ordering::Relaxed;
+        let now = crate::arch::x86_64::tsc::uptime_ns() / 1_000_000;
+        let begin = self.begin.load(Relaxed);
+        if begin == 0 || now.saturating_sub(begin) >= self.interval_ms {
+            let missed = self.missed.swap(0, Relaxed);
+            if missed > 0 {
+                log::warn!("{}: {missed} messages suppressed", self.name);
+            }
+            self.begin.store(now.max(1), Relaxed);
+            self.printed.store(0, Relaxed);
+        }
+        if self.printed.fetch_add(1, Relaxed) < self.burst {
+            true
+        } else {
+            self.missed.fetch_add(1, Relaxed);
+            false
+        }
+    }
+}

@@ -2,7 +2,8 @@
  * t_signal - POSIX signals as Linux delivers them: handlers with siginfo and ucontext,
  * the registers saved in the frame (REG_RIP, si_addr, xmm7 and MXCSR), a hostile
  * rt_sigreturn, default actions (abort() ends with SIGABRT), alarm, SA_RESTART, blocked
- * signals, fault signals that cannot be blocked, process-group kill.
+ * signals, fault signals that cannot be blocked, process-group kill, timers that
+ * saturate where Linux's do.
  *
  * ktest: host (runs on Linux too, same expected output)
  * ktest: libc=musl,glibc (built twice: t_signal with musl, t_signal_glibc with glibc)
@@ -16,6 +17,7 @@
 #include <setjmp.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -390,7 +392,28 @@ static int t_pidfd_poll(void)
 	return 0;
 }
 
+/*
+ * Timer values past what Linux's ktime_t holds (i64 nanoseconds, ~292 years) saturate
+ * at KTIME_MAX: getitimer reports 9223372036 s, not a wrapped or larger figure.
+ */
+static int t_itimer_saturates(void)
+{
+	struct itimerval it = { { INT64_MAX, 0 }, { 1000, 0 } }, got, off = { { 0, 0 }, { 0, 0 } };
+	KT_CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0, "setitimer: %s", strerror(errno));
+	KT_CHECK(getitimer(ITIMER_REAL, &got) == 0, "getitimer: %s", strerror(errno));
+	setitimer(ITIMER_REAL, &off, NULL);
+	kout("# interval {INT64_MAX s}: getitimer says %lld.%06lld s; value 1000 s: %lld s left\n",
+	     (long long)got.it_interval.tv_sec, (long long)got.it_interval.tv_usec,
+	     (long long)got.it_value.tv_sec);
+	KT_CHECK(got.it_interval.tv_sec == 9223372036LL, "interval reads %lld s, Linux says 9223372036",
+		 (long long)got.it_interval.tv_sec);
+	KT_CHECK(got.it_value.tv_sec >= 998 && got.it_value.tv_sec <= 1000, "value reads %lld s",
+		 (long long)got.it_value.tv_sec);
+	return 0;
+}
+
 static const struct ktest tests[] = {
+	{ "signal::itimer_saturates_at_ktime_max", t_itimer_saturates, 0 },
 	{ "signal::pidfd_poll_reports_exit", t_pidfd_poll, 0 },
 	{ "signal::handler_gets_siginfo", t_handler_siginfo, 0 },
 	{ "signal::segv_handler_rip_and_si_addr", t_segv_handler_rip_addr, 0 },

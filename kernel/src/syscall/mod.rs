@@ -300,7 +300,11 @@ fn unknown(number: u64) -> SysResult {
     let first_time = LOGGED
         .get(word)
         .is_some_and(|w| w.fetch_or(1 << bit, Ordering::Relaxed) & (1 << bit) == 0);
-    if first_time || word >= LOGGED.len() {
+    // Numbers past the table are logged at most 10 times per 5 s (Linux
+    // printk_ratelimited): a program may issue them in a loop.
+    static LIMIT: crate::klog::RateLimit =
+        crate::klog::RateLimit::new("unsupported syscalls", 5000, 10);
+    if first_time || (word >= LOGGED.len() && LIMIT.allow()) {
         let pid = crate::proc::sched::current().pid;
         log::warn!("pid {pid}: unsupported syscall {number}, returning -ENOSYS");
     }

@@ -47,11 +47,16 @@ pub fn clone(frame: &TrapFrame, args: Args) -> SysResult {
     let flags = args.ulong(0);
     let handled = CSIGNAL | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID;
     if flags & !handled != 0 {
-        log::warn!(
-            "pid {}: clone flags {:#x} need threads, which are not implemented: ENOSYS",
-            sched::current().pid,
-            flags & !handled
-        );
+        // A program may call this in a loop: at most 10 lines per 5 s (Linux
+        // printk_ratelimited).
+        static LIMIT: crate::klog::RateLimit = crate::klog::RateLimit::new("clone", 5000, 10);
+        if LIMIT.allow() {
+            log::warn!(
+                "pid {}: clone flags {:#x} need threads, which are not implemented: ENOSYS",
+                sched::current().pid,
+                flags & !handled
+            );
+        }
         return Err(Errno::ENOSYS);
     }
     let exit_signal = (flags & CSIGNAL) as i32;

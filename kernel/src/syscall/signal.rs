@@ -191,14 +191,19 @@ pub fn getitimer(args: Args) -> SysResult {
 }
 
 /// A `struct timeval` as timer ticks, rounded up; EINVAL if negative or usec >= 1e6.
+/// Like Linux, which keeps timers in `ktime_t` nanoseconds, a time past `KTIME_MAX`
+/// (i64::MAX ns, about 292 years) is `KTIME_MAX`: getitimer then reports 9223372036 s.
 fn timeval_ticks(sec: i64, usec: i64) -> Result<u64, Errno> {
     if sec < 0 || !(0..1_000_000).contains(&usec) {
         return Err(Errno::EINVAL);
     }
-    let per_tick = 1_000_000 / crate::arch::x86_64::interrupts::TIMER_HZ;
+    let hz = crate::arch::x86_64::interrupts::TIMER_HZ;
+    let ktime_max_ticks = (i64::MAX as u64) / (1_000_000_000 / hz);
+    let per_tick = 1_000_000 / hz;
     Ok((sec as u64)
-        .saturating_mul(crate::arch::x86_64::interrupts::TIMER_HZ)
-        .saturating_add((usec as u64).div_ceil(per_tick)))
+        .saturating_mul(hz)
+        .saturating_add((usec as u64).div_ceil(per_tick))
+        .min(ktime_max_ticks))
 }
 
 /// Timer ticks as (sec, usec).

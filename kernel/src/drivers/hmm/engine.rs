@@ -79,7 +79,12 @@ pub(super) fn release_held_frames() {
 fn release_held(accel: &Accel) {
     let now = crate::arch::x86_64::interrupts::ticks();
     let expired: Vec<Vec<ExclusiveFrame>> = locked(&accel.held, |h| {
+        // Room first (the scheduler loop has nobody to report ENOMEM to): without it,
+        // the frames stay held until the next call.
         let mut out = Vec::new();
+        if out.try_reserve(h.len()).is_err() {
+            return out;
+        }
         h.retain_mut(|(until, frames)| {
             if *until <= now {
                 out.push(core::mem::take(frames));
