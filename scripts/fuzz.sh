@@ -85,7 +85,7 @@ for prog in fuzz_sys fuzz_hmm; do
         failed=$((failed + 1))
         printf '%s\t%s\t%s\n' "fuzz:$prog" 0 1 >>"$RESULTS"
         echo "[fuzz] $prog: FAIL ($why) after ${secs} s; log: ${log#"$ROOT"/}"
-        grep -aE 'panic|^  at |BUG|FAIL|\[runner\].*exit status' "$log" | head -20 | sed 's/^/[fuzz]   /'
+        grep -aE 'panic|^  at |BUG|FAIL|^\[runner\]' "$log" | head -40 | sed 's/^/[fuzz]   /'
         # Replay from the last progress line (every 100000 calls) to print each call up
         # to the failure; the choices of a call depend only on the seed and its number.
         from=$(grep -aoE "$prog: [0-9]+ (calls|operations) \(" "$log" | tail -1 | grep -oE '[0-9]+' || true)

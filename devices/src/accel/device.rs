@@ -10,6 +10,7 @@ mod engine;
 mod mmio;
 
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
@@ -72,8 +73,11 @@ pub struct Accelerator {
     contexts: BTreeMap<ContextId, DevicePageTable>,
     /// The id the next context gets; ids are never reused.
     next_context: u32,
+    /// The command slots: room for [`QUEUE_DEPTH`] taken at power-on, as hardware has its
+    /// queue memory; queueing never allocates (the host kernel may be short of memory).
     queue: VecDeque<(CommandId, Command)>,
-    completions: BTreeMap<CommandId, Completion>,
+    /// Completed commands not yet taken; at most [`QUEUE_DEPTH`], room taken at power-on.
+    completions: Vec<Completion>,
     /// Where the search for the next command id starts.
     next_command: u32,
     regs: Registers,
@@ -109,8 +113,8 @@ impl Accelerator {
             config: ConfigSpace::accelerator(),
             contexts: BTreeMap::new(),
             next_context: 1,
-            queue: VecDeque::new(),
-            completions: BTreeMap::new(),
+            queue: VecDeque::with_capacity(QUEUE_DEPTH),
+            completions: Vec::with_capacity(QUEUE_DEPTH),
             next_command: 1,
             regs: Registers::new(),
             stats: Stats::default(),
@@ -189,7 +193,7 @@ impl Accelerator {
         loop {
             let id = CommandId(self.next_command);
             self.next_command = self.next_command.wrapping_add(1).max(1);
-            let in_use = self.completions.contains_key(&id)
+            let in_use = self.completions.iter().any(|c| c.id == id)
                 || self.queue.iter().any(|&(queued, _)| queued == id);
             if !in_use {
                 return id;
@@ -209,7 +213,8 @@ impl Accelerator {
 
     /// Takes the completion of command `id`, or `None` if it has not run yet (or was taken).
     pub fn take_completion(&mut self, id: CommandId) -> Option<Completion> {
-        self.completions.remove(&id)
+        let at = self.completions.iter().position(|c| c.id == id)?;
+        Some(self.completions.swap_remove(at))
     }
 
     // ---- Host-side queries ----

@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use super::{page_range, Accelerator, MAX_PAGE_REQUESTS_PER_PAGE};
+use super::{page_range, Accelerator, MAX_PAGE_REQUESTS_PER_PAGE, QUEUE_DEPTH};
 use crate::accel::{
     regs, Access, Command, CommandId, Completion, ContextId, DeviceError, HostMemory, PageRequests,
     Perm, Translation, PAGE_SHIFT, PAGE_SIZE,
@@ -55,7 +55,11 @@ impl Accelerator {
             self.regs.last_error = error.code();
             cause |= regs::INT_ERROR;
         }
-        self.completions.insert(completion.id, completion);
+        debug_assert!(
+            self.completions.len() < QUEUE_DEPTH,
+            "more completions than slots"
+        );
+        self.completions.push(completion);
         self.raise(cause);
     }
 

@@ -65,10 +65,12 @@ impl MmuNotifier for MirrorNotifier {
 pub fn open(minor: u32) -> Result<Arc<Mirror>, Errno> {
     let accel = accel()?;
     let aspace = sched::current().aspace();
-    let ctx = accel
-        .lock_device_killable()?
-        .create_context()
-        .map_err(|_| Errno::ENOMEM)?;
+    let mut dev = accel.lock_device_killable()?;
+    // The device model keeps its context table in our heap, where hardware has memory of
+    // its own: a bounded entry (at most MAX_CONTEXTS), so it may use the reserve
+    // (mm::gfp) rather than abort (a BTreeMap insert cannot fail).
+    let ctx = crate::mm::gfp::with_reserve(|| dev.create_context()).map_err(|_| Errno::ENOMEM)?;
+    drop(dev);
     let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
     let fail = |e: Errno| {
         locked(&accel.closed, |c| {
