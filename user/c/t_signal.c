@@ -3,7 +3,8 @@
  * the registers saved in the frame (REG_RIP, si_addr, xmm7 and MXCSR), a hostile
  * rt_sigreturn, default actions (abort() ends with SIGABRT), alarm, SA_RESTART, blocked
  * signals, fault signals that cannot be blocked, process-group kill, timers that
- * saturate where Linux's do.
+ * saturate where Linux's do, SIGCHLD at a child's end (and autoreaping when it is
+ * ignored), wait4's options.
  *
  * ktest: host (runs on Linux too, same expected output)
  * ktest: libc=musl,glibc (built twice: t_signal with musl, t_signal_glibc with glibc)
@@ -412,7 +413,116 @@ static int t_itimer_saturates(void)
 	return 0;
 }
 
+static volatile int got_status;
+
+static void record_child(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	got_sig = sig;
+	got_code = si->si_code;
+	got_pid = si->si_pid;
+	got_status = si->si_status;
+}
+
+/* Wait up to 2 s for a handler to have run. */
+static int await_signal(void)
+{
+	for (int i = 0; i < 200 && !got_sig; i++) {
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+	return got_sig;
+}
+
+/*
+ * A child's end sends its parent SIGCHLD with si_pid, si_code CLD_EXITED / CLD_KILLED and
+ * si_status (Linux do_notify_parent); the child stays a zombie until waited for.
+ */
+static int t_sigchld_reports(void)
+{
+	got_sig = 0;
+	KT_CHECK(install(SIGCHLD, record_child, 0) == 0, "sigaction(SIGCHLD): %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(7);
+	KT_CHECK(pid > 0, "fork: %s", strerror(errno));
+	await_signal();
+	kout("# child %d exited 7: SIGCHLD %d, si_code %d, si_pid %d, si_status %d\n", (int)pid, (int)got_sig,
+	     got_code, got_pid, got_status);
+	KT_CHECK(got_sig == SIGCHLD, "no SIGCHLD when the child exited");
+	KT_CHECK(got_code == CLD_EXITED && got_pid == pid && got_status == 7,
+		 "si_code %d (want CLD_EXITED), si_pid %d (want %d), si_status %d (want 7)", got_code, got_pid,
+		 (int)pid, got_status);
+	int st = 0;
+	KT_CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 7,
+		 "the child was not left for waitpid");
+	got_sig = 0;
+	pid = fork();
+	if (pid == 0) {
+		kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	await_signal();
+	kout("# child %d killed: SIGCHLD %d, si_code %d, si_status %d\n", (int)pid, (int)got_sig, got_code,
+	     got_status);
+	KT_CHECK(got_sig == SIGCHLD && got_code == CLD_KILLED && got_status == SIGKILL,
+		 "killed child: sig %d, si_code %d (want CLD_KILLED), si_status %d (want 9)", (int)got_sig, got_code,
+		 got_status);
+	waitpid(pid, &st, 0);
+	signal(SIGCHLD, SIG_DFL);
+	return 0;
+}
+
+/* SIGCHLD set to SIG_IGN: children leave no zombie, and waitpid ends with ECHILD. */
+static int t_sigchld_ignored_autoreaps(void)
+{
+	KT_CHECK(signal(SIGCHLD, SIG_IGN) != SIG_ERR, "signal(SIGCHLD, SIG_IGN): %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(3);
+	KT_CHECK(pid > 0, "fork: %s", strerror(errno));
+	int st = 0;
+	pid_t r = waitpid(pid, &st, 0);
+	int e = errno;
+	signal(SIGCHLD, SIG_DFL);
+	kout("# SIGCHLD ignored: waitpid(child) = %d (%s)\n", (int)r, r < 0 ? strerror(e) : "reaped");
+	KT_CHECK(r == -1 && e == ECHILD, "waitpid returned %d (%s), want -1 ECHILD: the child was left a zombie",
+		 (int)r, r < 0 ? strerror(e) : "reaped");
+	return 0;
+}
+
+/*
+ * wait4's options as Linux takes them: WUNTRACED and WCONTINUED are accepted; a child
+ * that reports with SIGCHLD is invisible to __WCLONE; a clone child with no exit signal
+ * is invisible without __WCLONE or __WALL, and __WALL reaps it.
+ */
+static int t_wait_options(void)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(5);
+	int st = 0;
+	KT_CHECK(waitpid(pid, &st, __WCLONE) == -1 && errno == ECHILD, "__WCLONE saw a SIGCHLD child");
+	KT_CHECK(waitpid(pid, &st, WUNTRACED | WCONTINUED) == pid && WEXITSTATUS(st) == 5,
+		 "waitpid(WUNTRACED | WCONTINUED): %s", strerror(errno));
+	long c = syscall(SYS_clone, 0L /* no flags, no exit signal */, 0L, 0L, 0L, 0L);
+	if (c == 0)
+		syscall(SYS_exit, 6);
+	KT_CHECK(c > 0, "clone(0): %s", strerror(errno));
+	struct timespec ts = { 0, 20000000 };
+	nanosleep(&ts, NULL);
+	KT_CHECK(waitpid((pid_t)c, &st, WNOHANG) == -1 && errno == ECHILD,
+		 "a child without exit signal was visible without __WCLONE");
+	KT_CHECK(waitpid((pid_t)c, &st, __WALL) == c && WEXITSTATUS(st) == 6, "__WALL did not reap it: %s",
+		 strerror(errno));
+	kout("# __WCLONE skips a fork child; a clone(0) child needs __WALL: both as Linux\n");
+	return 0;
+}
+
 static const struct ktest tests[] = {
+	{ "signal::sigchld_reports_child_exit", t_sigchld_reports, 0 },
+	{ "signal::sigchld_ignored_autoreaps", t_sigchld_ignored_autoreaps, 0 },
+	{ "signal::wait4_options_as_linux", t_wait_options, 0 },
 	{ "signal::itimer_saturates_at_ktime_max", t_itimer_saturates, 0 },
 	{ "signal::pidfd_poll_reports_exit", t_pidfd_poll, 0 },
 	{ "signal::handler_gets_siginfo", t_handler_siginfo, 0 },

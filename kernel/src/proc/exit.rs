@@ -11,7 +11,7 @@ use x86_64::VirtAddr;
 
 use super::{
     frame, lookup, qemu, sched, serial_println, signal, table, ExitCode, ExitStatus, Pid,
-    ProcTable, Process, State, BOOT_FREE_FRAMES, BOOT_HEAP_FRAMES, POWER_OFF, SIGKILL,
+    ProcTable, Process, State, BOOT_FREE_FRAMES, BOOT_HEAP_FRAMES, POWER_OFF, SIGCHLD, SIGKILL,
 };
 use crate::error::Errno;
 
@@ -48,7 +48,8 @@ pub fn exit_current(status: ExitStatus) -> ! {
         POWER_OFF.store(status.shell_status() as u32 + 1, Ordering::Release);
         sched::leave_forever(p);
     }
-    // Orphans go to init; if one is already a zombie, init must hear about it.
+    // Orphans go to init (reporting with SIGCHLD from now on, as Linux's `reparent_leader`
+    // sets); if one is already a zombie, init must hear about it.
     let init = lookup(1);
     let mut wake_init = false;
     table(|t| {
@@ -56,18 +57,58 @@ pub fn exit_current(status: ExitStatus) -> ! {
             child.with(|c| {
                 if c.ppid == p.pid {
                     c.ppid = 1;
+                    c.exit_signal = SIGCHLD;
                     wake_init |= matches!(c.state, State::Zombie(_));
                 }
             });
         }
     });
-    if let Some(parent) = lookup(ppid) {
-        sched::wake(&parent);
-    }
+    notify_parent(&p, ppid, status);
     if let (true, Some(init)) = (wake_init, init) {
         sched::wake(&init);
     }
     sched::leave_forever(p)
+}
+
+/// Tell the parent that `child` ended (Linux `do_notify_parent`): send it the child's
+/// exit signal with a CLD_* siginfo (si_pid, si_status), and wake it. If the parent
+/// ignores SIGCHLD (SIG_IGN) or set SA_NOCLDWAIT, the child is reaped at once and leaves
+/// no zombie for `wait4` (autoreap); with SIG_IGN no signal is sent either. Interrupts
+/// are off (the caller is an exiting process, about to leave the CPU for good).
+fn notify_parent(child: &Arc<Process>, ppid: Pid, status: ExitStatus) {
+    const CLD_EXITED: i32 = 1;
+    const CLD_KILLED: i32 = 2;
+    const CLD_DUMPED: i32 = 3;
+    let Some(parent) = lookup(ppid) else {
+        return;
+    };
+    let mut sig = child.with(|c| c.exit_signal);
+    let (code, value) = match status {
+        ExitStatus::Exited(c) => (CLD_EXITED, c & 0xff),
+        ExitStatus::Signaled(s) => (CLD_KILLED, s),
+        ExitStatus::Dumped(s) => (CLD_DUMPED, s),
+    };
+    let (autoreap, ignored) =
+        parent.with(|i| (i.signals.reaps_children(), i.signals.sigchld_ignored()));
+    let autoreap = sig == SIGCHLD && autoreap;
+    if sig == SIGCHLD && ignored {
+        sig = 0;
+    }
+    if sig != 0 {
+        let info = signal::SigInfo {
+            signo: sig,
+            code,
+            pid: child.pid,
+            addr: 0,
+            status: value,
+        };
+        signal::send(&parent, info);
+    }
+    if autoreap {
+        // The last reference goes when the scheduler drops this process off the CPU.
+        table(|t| t.remove(&child.pid));
+    }
+    sched::wake(&parent);
 }
 
 /// Whether the running process has been sent SIGKILL: a sleeping loop returns (EINTR)
@@ -113,9 +154,34 @@ pub enum WaitMode {
     NoHang,
 }
 
+/// Which children `wait4` considers, by their exit signal (Linux `eligible_child`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitChildren {
+    /// Those that report with SIGCHLD (the default).
+    Sigchld,
+    /// Those that report with another signal or none (`__WCLONE`).
+    Clone,
+    /// All (`__WALL`).
+    All,
+}
+
+impl WaitChildren {
+    fn admits(self, exit_signal: i32) -> bool {
+        match self {
+            WaitChildren::All => true,
+            WaitChildren::Sigchld => exit_signal == SIGCHLD,
+            WaitChildren::Clone => exit_signal != SIGCHLD,
+        }
+    }
+}
+
 /// `wait4`: reap a zombie child and return (pid, status); (0, _) with `NoHang` if
 /// children exist but none has ended; ECHILD if there are none (Linux `do_wait`).
-pub fn wait(which: WaitFor, mode: WaitMode) -> Result<(Pid, ExitStatus), Errno> {
+pub fn wait(
+    which: WaitFor,
+    mode: WaitMode,
+    children: WaitChildren,
+) -> Result<(Pid, ExitStatus), Errno> {
     let me = sched::current();
     loop {
         let found = interrupts::without_interrupts(|| {
@@ -123,8 +189,10 @@ pub fn wait(which: WaitFor, mode: WaitMode) -> Result<(Pid, ExitStatus), Errno> 
                 let mut any = false;
                 let mut zombie = None;
                 for child in t.values() {
-                    let (ppid, state, pgid) = child.with(|c| (c.ppid, c.state, c.pgid));
+                    let (ppid, state, pgid, exit_signal) =
+                        child.with(|c| (c.ppid, c.state, c.pgid, c.exit_signal));
                     let wanted = ppid == me.pid
+                        && children.admits(exit_signal)
                         && match which {
                             WaitFor::Any => true,
                             WaitFor::Pid(pid) => child.pid == pid,

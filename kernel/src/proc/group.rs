@@ -28,6 +28,7 @@ pub fn kill(target: KillTarget, sig: i32) -> Result<(), Errno> {
         code: signal::SI_USER,
         pid: me.pid,
         addr: 0,
+        status: 0,
     };
     // Signals go out under the table lock, as Linux's `kill_pgrp` walks the group under
     // `tasklist_lock`: nothing to collect, so nothing to allocate. (Sending takes the

@@ -39,10 +39,10 @@ pub type Pid = u32;
 
 pub use exit::{
     current_killed, exit_current, exit_if_killed, power_off_now, power_off_requested,
-    request_power_off, signal_current_for_fault, wait, WaitFor, WaitMode,
+    request_power_off, signal_current_for_fault, wait, WaitChildren, WaitFor, WaitMode,
 };
 pub use group::{getpgid_getsid, kill, setpgid, setsid, KillTarget};
-pub use signal::{SIGABRT, SIGALRM, SIGBUS, SIGFPE, SIGILL, SIGKILL, SIGSEGV, SIGTRAP};
+pub use signal::{SIGABRT, SIGALRM, SIGBUS, SIGCHLD, SIGFPE, SIGILL, SIGKILL, SIGSEGV, SIGTRAP};
 
 /// Most processes that may exist at once (zombies included). Bounded by kernel stacks.
 pub const MAX_PROCS: usize = crate::mm::kstack::MAX_STACKS;
@@ -116,6 +116,9 @@ pub struct ProcInner {
     pub tid_addrs: TidAddrs,
     /// The path this program was started from (`readlink("/proc/self/exe")`).
     pub exe: String,
+    /// The signal the parent gets when this process ends (Linux `exit_signal`): SIGCHLD
+    /// after fork, clone's choice (0: none).
+    pub exit_signal: i32,
 }
 
 /// Thread-bookkeeping addresses a C library gives the kernel. With one thread per
@@ -138,6 +141,18 @@ pub struct CloneOptions {
     pub set_parent_tid: Option<u64>,
     /// A new stack pointer for the child (0 in the call: keep the parent's).
     pub stack: Option<u64>,
+    /// The signal the parent gets when the child ends (0: none).
+    pub exit_signal: i32,
+}
+
+impl CloneOptions {
+    /// What `fork()` asks for: nothing special, SIGCHLD at exit.
+    pub fn fork() -> CloneOptions {
+        CloneOptions {
+            exit_signal: signal::SIGCHLD,
+            ..CloneOptions::default()
+        }
+    }
 }
 
 /// One process.
@@ -354,6 +369,7 @@ pub fn spawn_kernel_thread(name: &str, entry: extern "C" fn() -> !) -> Result<Ar
             sid: 0,
             tid_addrs: TidAddrs::default(),
             exe: String::new(),
+            exit_signal: 0,
         },
     )?;
     KTHREADS.with(|k| k.try_push(p.clone()))?;
@@ -393,6 +409,7 @@ pub fn spawn_init(path: &str, argv: &[&str]) -> Result<(), Errno> {
             sid: pid,
             tid_addrs: TidAddrs::default(),
             exe: path.into(),
+            exit_signal: signal::SIGCHLD,
         },
     )?)
 }
@@ -456,6 +473,7 @@ pub fn fork(frame: &TrapFrame, opts: &CloneOptions) -> Result<Pid, Errno> {
             sid,
             tid_addrs,
             exe,
+            exit_signal: opts.exit_signal,
         },
     )?;
     // As Linux, a tid that cannot be stored is not an error of clone.

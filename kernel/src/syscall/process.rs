@@ -12,7 +12,7 @@ use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::{interrupts, tsc};
 use crate::error::Errno;
 use crate::mm::fallible::try_collect;
-use crate::proc::{self, sched, ExitStatus, Pid, WaitFor, WaitMode};
+use crate::proc::{self, sched, ExitStatus, Pid, WaitChildren, WaitFor, WaitMode};
 use crate::vm::uaccess;
 
 pub fn getpid() -> SysResult {
@@ -30,15 +30,15 @@ pub fn sched_yield() -> SysResult {
 
 /// fork(): the child returns 0 from the same syscall (see `proc::fork`).
 pub fn fork(frame: &TrapFrame) -> SysResult {
-    Ok(proc::fork(frame, &proc::CloneOptions::default())? as u64)
+    Ok(proc::fork(frame, &proc::CloneOptions::fork())? as u64)
 }
 
 /// clone(flags, newsp, parent_tid, child_tid, tls): a new *process* (glibc's `fork()`
 /// is `clone(CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD, 0, NULL, &tid)`).
 /// There are no threads yet: flags that share the address space, files or signal
 /// handlers, or set a TLS, are ENOSYS (said once on the console), so a thread library
-/// fails cleanly instead of getting a process that looks like a thread. The exit
-/// signal must be SIGCHLD (Linux allows others; only SIGCHLD is implemented).
+/// fails cleanly instead of getting a process that looks like a thread (said at most 10
+/// times per 5 s). The exit signal (the low byte) is any signal or none, as Linux's.
 pub fn clone(frame: &TrapFrame, args: Args) -> SysResult {
     const CSIGNAL: u64 = 0xff;
     const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
@@ -59,8 +59,9 @@ pub fn clone(frame: &TrapFrame, args: Args) -> SysResult {
         }
         return Err(Errno::ENOSYS);
     }
+    // Any signal may be the exit signal (Linux: EINVAL past _NSIG).
     let exit_signal = (flags & CSIGNAL) as i32;
-    if exit_signal != proc::signal::SIGCHLD && exit_signal != 0 {
+    if exit_signal > proc::signal::NSIG {
         return Err(Errno::EINVAL);
     }
     let (newsp, parent_tid, child_tid) = (args.ptr(1), args.ptr(2), args.ptr(3));
@@ -69,6 +70,7 @@ pub fn clone(frame: &TrapFrame, args: Args) -> SysResult {
         clear_child_tid: (flags & CLONE_CHILD_CLEARTID != 0).then_some(child_tid),
         set_parent_tid: (flags & CLONE_PARENT_SETTID != 0).then_some(parent_tid),
         stack: (newsp != 0).then_some(newsp),
+        exit_signal,
     };
     Ok(proc::fork(frame, &opts)? as u64)
 }
@@ -174,9 +176,17 @@ pub fn exit(args: Args) -> SysResult {
     proc::exit_current(ExitStatus::Exited(args.int(0) & 0xff))
 }
 
-/// wait4(pid, status, options, rusage): pid -1 (any child) or > 0; WNOHANG.
+/// wait4(pid, status, options, rusage): pid -1 (any child), > 0, 0 or -pgid (a group).
+/// Options as Linux accepts them: WNOHANG; WUNTRACED and WCONTINUED (no process is ever
+/// stopped here, so they add nothing); __WCLONE (only children whose exit signal is not
+/// SIGCHLD), __WALL (every child), __WNOTHREAD (one thread per process anyway).
 pub fn wait4(args: Args) -> SysResult {
     const WNOHANG: i32 = 1;
+    const WUNTRACED: i32 = 2;
+    const WCONTINUED: i32 = 8;
+    const WNOTHREAD: i32 = 0x2000_0000;
+    const WALL: i32 = 0x4000_0000;
+    const WCLONE: i32 = 0x8000_0000_u32 as i32;
     let (status, options) = (args.ptr(1), args.int(2));
     let which = match args.int(0) {
         -1 => WaitFor::Any,
@@ -185,7 +195,7 @@ pub fn wait4(args: Args) -> SysResult {
         i32::MIN => return Err(Errno::ESRCH),
         pgid => WaitFor::Group(pgid.unsigned_abs()),
     };
-    if options & !WNOHANG != 0 {
+    if options & !(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE) != 0 {
         return Err(Errno::EINVAL);
     }
     let mode = if options & WNOHANG != 0 {
@@ -193,7 +203,14 @@ pub fn wait4(args: Args) -> SysResult {
     } else {
         WaitMode::Block
     };
-    let (child, exit) = proc::wait(which, mode)?;
+    let children = if options & WALL != 0 {
+        WaitChildren::All
+    } else if options & WCLONE != 0 {
+        WaitChildren::Clone
+    } else {
+        WaitChildren::Sigchld
+    };
+    let (child, exit) = proc::wait(which, mode, children)?;
     if child != 0 && status != 0 {
         // As Linux: the child is reaped even if the status cannot be stored.
         uaccess::write_i32(status, exit.wait_status())?;

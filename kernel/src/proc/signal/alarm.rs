@@ -95,6 +95,7 @@ pub fn on_tick(now: u64) {
                 code: SI_KERNEL,
                 pid: 0,
                 addr: 0,
+                status: 0,
             },
         );
     }

@@ -73,6 +73,7 @@ pub const NSIG: i32 = 64;
 const SIG_DFL: u64 = 0;
 const SIG_IGN: u64 = 1;
 /// `sa_flags` bits.
+pub const SA_NOCLDWAIT: u64 = 0x2;
 pub const SA_SIGINFO: u64 = 0x4;
 pub const SA_RESTORER: u64 = 0x0400_0000;
 pub const SA_ONSTACK: u64 = 0x0800_0000;
@@ -171,6 +172,8 @@ pub struct SigInfo {
     pub pid: Pid,
     /// Faults: the faulting address (`si_addr`).
     pub addr: u64,
+    /// SIGCHLD: the child's exit code or signal (`si_status`).
+    pub status: i32,
 }
 
 impl SigInfo {
@@ -184,6 +187,10 @@ impl SigInfo {
         } else {
             b[16..20].copy_from_slice(&self.pid.to_le_bytes());
             // si_uid: 0 (root) at 20..24.
+            if self.signo == SIGCHLD {
+                b[24..28].copy_from_slice(&self.status.to_le_bytes());
+                // si_utime, si_stime: 0.
+            }
         }
         b
     }
@@ -258,6 +265,18 @@ impl Signals {
     }
 
     /// Whether `sig` would be discarded on arrival.
+    /// Whether children are reaped without a zombie (Linux `do_notify_parent`'s
+    /// autoreap): the parent ignores SIGCHLD explicitly or set SA_NOCLDWAIT.
+    pub fn reaps_children(&self) -> bool {
+        let a = self.action(SIGCHLD);
+        a.handler == SIG_IGN || a.flags & SA_NOCLDWAIT != 0
+    }
+
+    /// Whether SIGCHLD's handler is SIG_IGN (then a child's end sends nothing).
+    pub fn sigchld_ignored(&self) -> bool {
+        self.action(SIGCHLD).handler == SIG_IGN
+    }
+
     fn ignored(&self, sig: i32) -> bool {
         match self.action(sig).handler {
             SIG_IGN => true,
@@ -334,6 +353,7 @@ pub fn force_fault(sig: i32, code: i32, addr: u64) -> bool {
             code,
             pid: 0,
             addr,
+            status: 0,
         };
         s.action(sig).handler == SIG_DFL
     })
