@@ -75,6 +75,7 @@ struct shared {
 	volatile int64_t what;	/* its kind */
 	volatile uint64_t a[4];
 	volatile uint64_t children, child_ops, faults, checks;
+	volatile uint64_t armed, injected; /* operations with an allocation failure armed; injected */
 };
 static struct shared *sh;
 
@@ -160,6 +161,9 @@ static void set_uniform(struct pg *g, uint32_t v)
 }
 
 /* A bug: print it with the seed and the operation, and fail (the worker goes on). */
+/* An allocation failure is armed for the current operation (see one_op_maybe_failing). */
+static int fail_armed;
+
 static __attribute__((format(printf, 1, 2))) void bug(const char *fmt, ...)
 {
 	char why[512];
@@ -374,6 +378,15 @@ static long dev_ioctl(int m, uint32_t req, uint64_t addr, uint64_t ptr, uint64_t
 	note("dev%d %s(%#x) addr %#llx ptr %#llx npages %llu ...", m, req_name(req), req, (unsigned long long)addr,
 	     (unsigned long long)ptr, (unsigned long long)npages);
 	long r = ksys3(SYS_ioctl, dfd[m], reqv, c);
+	if (fail_armed && r == -ENOMEM) {
+		/* The injected failure is spent: the same request again must do what the model
+		 * expects, which also checks that the failed one left nothing half done. */
+		note("  = -ENOMEM (injected); again");
+		c->addr = addr;
+		c->ptr = ptr;
+		c->npages = npages;
+		r = ksys3(SYS_ioctl, dfd[m], reqv, c);
+	}
 	switch (req) {
 	case 0xC0284800: stat(S_READ, r == 0); break;
 	case 0xC0284801: stat(S_WRITE, r == 0); break;
@@ -711,6 +724,8 @@ static void op_reopen(int m)
 	note("close and reopen /dev/hmm_dmirror%d", m);
 	k_close((int)dfd[m]);
 	dfd[m] = hmm_open(m);
+	if (dfd[m] == -ENOMEM && fail_armed)
+		dfd[m] = hmm_open(m); /* the injected failure is spent: the fixture must stay open */
 	stat(S_REOPEN, dfd[m] >= 0);
 	if (dfd[m] < 0)
 		bug("reopening /dev/hmm_dmirror%d: %s", m, hmm_errname(dfd[m]));
@@ -747,6 +762,8 @@ static void op_mmap_fixed_at(int p, int n, int prot, int shared)
 	long r = k_mmap(page(p), (size_t)n * 4096, prot, flags, -1, 0);
 	note("  = %#lx", r);
 	stat(S_MMAP, !kt_is_err(r));
+	if (fail_armed && r == -ENOMEM)
+		return; /* an injected failure: the old mapping stays, as on Linux 6.12 (all or nothing) */
 	if (r != (long)(uintptr_t)page(p)) {
 		bug("mmap(MAP_FIXED) of pages %d..%d returned %s", p, p + n - 1, kt_errname(r));
 		/* the old mapping may be gone: nothing is known */
@@ -979,7 +996,8 @@ static void op_fork(void)
 	note("  = %ld", pid);
 	stat(S_FORK, pid > 0);
 	if (pid < 0) {
-		bug("fork: %s", kt_errname(pid));
+		if (!(fail_armed && pid == -ENOMEM)) /* an injected failure: fork may fail */
+			bug("fork: %s", kt_errname(pid));
 		return;
 	}
 	kids[nkids++] = pid;
@@ -1037,7 +1055,8 @@ static void op_race(void)
 		k_exit(0);
 	}
 	if (pid < 0) {
-		bug("fork for the race: %s", kt_errname(pid));
+		if (!(fail_armed && pid == -ENOMEM))
+			bug("fork for the race: %s", kt_errname(pid));
 		return;
 	}
 	long r = 0;
@@ -1161,10 +1180,50 @@ static int worker_setup(void)
 	return 0;
 }
 
+/*
+ * Allocation-failure injection (as fuzz_sys; /proc/self/fail-nth): before one operation in
+ * ten the worker arms a failure of one of its first four allocations. An operation that
+ * then fails is one more error the fuzzer already tolerates (ENOMEM); what must hold is
+ * what it checks anyway: data read back, no panic, no leak.
+ */
+static long fail_fd = -1;
+
+static void fail_nth_write(unsigned n)
+{
+	char buf[16];
+	int len = snprintf(buf, sizeof buf, "%u", n);
+	if (fail_fd >= 0 && k_write((int)fail_fd, buf, (size_t)len) != len)
+		fail_fd = -1;
+}
+
+static void one_op_maybe_failing(uint64_t i)
+{
+	unsigned n = 0;
+	if (fail_fd >= 0) {
+		rng_for(i, 0xfa117);
+		if (below(10) == 0)
+			n = 1 + (unsigned)below(4);
+		rng_for(i, 0);
+	}
+	fail_nth_write(n);
+	fail_armed = n != 0 && fail_fd >= 0;
+	one_op();
+	fail_armed = 0;
+	if (!n || fail_fd < 0)
+		return;
+	char buf[16] = { 0 };
+	long r = ksys4(SYS_pread64, fail_fd, buf, sizeof buf - 1, 0);
+	fail_nth_write(0);
+	sh->armed++;
+	if (r > 0 && buf[0] == '0')
+		sh->injected++;
+}
+
 static __attribute__((noreturn)) void worker_main(uint64_t n, int quiet)
 {
 	if (worker_setup())
 		k_exit(2);
+	fail_fd = k_open("/proc/self/fail-nth", O_RDWR);
 	uint64_t t0 = kt_now_ns();
 	for (uint64_t i = 0; i < n; i++) {
 		cur_op = i;
@@ -1173,7 +1232,7 @@ static __attribute__((noreturn)) void worker_main(uint64_t n, int quiet)
 		if (i % 1000 == 999)
 			op_mmap_fixed_at(0, NP, PROT_READ | PROT_WRITE, 0); /* a fresh arena now and then */
 		else
-			one_op();
+			one_op_maybe_failing(i);
 		sh->done = i + 1;
 		if (!quiet && (i + 1) % 100000 == 0)
 			kout("fuzz_hmm: %llu operations (%llu ms)\n", (unsigned long long)(i + 1),
@@ -1349,10 +1408,10 @@ int main(int argc, char **argv)
 		bad = 1;
 	}
 	kout("fuzz_hmm: %llu operations, seed %llu, %llu ms; %llu children (%llu operations); %llu checks, %llu "
-	     "faults caught\n",
+	     "faults caught; %llu operations with an allocation failure armed, %llu injected\n",
 	     (unsigned long long)sh->done, (unsigned long long)seed, (unsigned long long)ms,
 	     (unsigned long long)sh->children, (unsigned long long)sh->child_ops, (unsigned long long)sh->checks,
-	     (unsigned long long)sh->faults);
+	     (unsigned long long)sh->faults, (unsigned long long)sh->armed, (unsigned long long)sh->injected);
 	kout("%d passed, %d failed\n", bad ? 0 : 1, bad ? 1 : 0);
 	return bad ? 1 : 0;
 }

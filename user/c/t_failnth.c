@@ -16,6 +16,9 @@
  *
  *   mmap_touch_munmap        anonymous mmap, first touch of 16 pages, munmap
  *   munmap_splits_a_vma      munmap of a middle page (the VMA splits in two)
+ *   failed_map_fixed_keeps_the_old_page
+ *                            MAP_FIXED|MAP_SHARED over a mapped page: a failure leaves
+ *                            the old page and its contents (Linux 6.12)
  *   mprotect_splits_a_vma    mprotect of a middle page
  *   brk_grows_and_shrinks    brk up 16 pages, touch, brk back
  *   shared_mapping_and_fork  MAP_SHARED|MAP_ANONYMOUS touched on both sides of a fork
@@ -136,6 +139,33 @@ static long three_pages(int (*mid)(char *))
 	p[2 * KT_PAGE] = 3;
 	long r = mid(p + KT_PAGE) == 0 ? 0 : -errno;
 	/* What a failed split must leave: the outer pages as they were. */
+	if (p[0] != 1 || p[2 * KT_PAGE] != 3)
+		r = -EIO;
+	munmap(p, 3 * KT_PAGE);
+	return r;
+}
+
+/*
+ * MAP_FIXED over the middle page with a shared mapping: if it fails, the old page must
+ * still be there with its contents (Linux 6.12 restores what it was about to unmap).
+ */
+static long op_mmap_fixed(void)
+{
+	char *p = mmap(NULL, 3 * KT_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	p[0] = 1;
+	p[KT_PAGE] = 2;
+	p[2 * KT_PAGE] = 3;
+	char *q = mmap(p + KT_PAGE, KT_PAGE, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	long r = 0;
+	if (q == MAP_FAILED) {
+		r = -errno;
+		if (p[KT_PAGE] != 2) /* faults (SIGSEGV) if the old page is gone */
+			r = -EIO;
+	} else if (q != p + KT_PAGE || q[0] != 0) {
+		r = -EIO;
+	}
 	if (p[0] != 1 || p[2 * KT_PAGE] != 3)
 		r = -EIO;
 	munmap(p, 3 * KT_PAGE);
@@ -331,6 +361,7 @@ static long op_device(void)
 
 static int t_mmap(void) { return sweep("mmap + touch + munmap", op_mmap_touch, MEM); }
 static int t_munmap(void) { return sweep("munmap of a middle page", op_munmap_split, MEM); }
+static int t_mmap_fixed(void) { return sweep("MAP_FIXED over a mapped page", op_mmap_fixed, MEM); }
 static int t_mprotect(void) { return sweep("mprotect of a middle page", op_mprotect_split, MEM); }
 static int t_brk(void) { return sweep("brk up and down", op_brk, MEM); }
 static int t_shared(void) { return sweep("shared mapping + fork", op_shared_fork, MEM | E(EAGAIN)); }
@@ -353,6 +384,7 @@ static int t_device(void)
 static const struct ktest tests[] = {
 	{ "failnth::mmap_touch_munmap", t_mmap, 0 },
 	{ "failnth::munmap_splits_a_vma", t_munmap, 0 },
+	{ "failnth::failed_map_fixed_keeps_the_old_page", t_mmap_fixed, 0 },
 	{ "failnth::mprotect_splits_a_vma", t_mprotect, 0 },
 	{ "failnth::brk_grows_and_shrinks", t_brk, 0 },
 	{ "failnth::shared_mapping_and_fork", t_shared, 0 },

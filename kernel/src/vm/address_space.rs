@@ -12,7 +12,7 @@ use x86_64::VirtAddr;
 
 use super::notifier::{Invalidation, MmuNotifier, NotifyEvent, Owner, Subscribers, SubscriptionId};
 use super::shmem::{ShmKey, ShmObject};
-use super::vma::{FrameUse, Prot, Sharing, SplitFor, Vma, VmaList, HW_BITS};
+use super::vma::{FrameUse, Prot, Sharing, SplitFor, Vma, VmaList, HW_BITS, MAX_MAP_COUNT};
 use crate::mm::frame::{self, FrameFlags};
 use crate::mm::gather::Gather;
 use crate::mm::page_table::{PageTable, RootRef, USER_END};
@@ -140,6 +140,11 @@ impl AddressSpace {
 
     /// Map `len` bytes of zero-filled anonymous memory (Linux `do_mmap` with
     /// `MAP_ANONYMOUS`). Nothing is allocated until first touch. Returns the start.
+    ///
+    /// All or nothing, as Linux 6.12's `mmap_region` (which restores the old VMAs when a
+    /// later step fails): everything that can fail (the VMA-count check, room in the VMA
+    /// list, a shared-memory object) is done before `MAP_FIXED` unmaps what was there,
+    /// so a failed `MAP_FIXED` leaves the old mapping in place.
     pub fn map_anonymous(
         &self,
         placement: Placement,
@@ -154,66 +159,40 @@ impl AddressSpace {
             .checked_next_multiple_of(PAGE_SIZE)
             .ok_or(MmError::InvalidRange)?;
         self.with(|inner| {
-            let fits = |start: VirtAddr| {
-                start.is_aligned(PAGE_SIZE)
-                    && start.as_u64() >= MMAP_MIN
-                    && start
-                        .as_u64()
-                        .checked_add(len)
-                        .is_some_and(|end| end <= USER_END)
-            };
-            let start = match placement {
-                Placement::Fixed(at) => {
-                    if !at.is_aligned(PAGE_SIZE) {
-                        return Err(MmError::Unaligned);
-                    }
-                    if !fits(at) {
-                        return Err(MmError::InvalidRange);
-                    }
-                    // Linux `do_mmap` -> `do_vmi_munmap`: the old pages go through the
-                    // one unmap path, devices told first.
-                    inner.unmap_range(&self.subscribers, at, at + len)?;
-                    at
-                }
-                Placement::FixedNoReplace(at) => {
-                    if !at.is_aligned(PAGE_SIZE) {
-                        return Err(MmError::Unaligned);
-                    }
-                    if !fits(at) {
-                        return Err(MmError::InvalidRange);
-                    }
-                    if inner.vmas.overlaps(at, at + len) {
-                        return Err(MmError::AlreadyMapped);
-                    }
-                    at
-                }
-                Placement::Hint(at) if fits(at) && !inner.vmas.overlaps(at, at + len) => at,
-                Placement::Hint(_) | Placement::Anywhere => inner
-                    .vmas
-                    .find_gap(len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_TOP))
-                    .ok_or(MmError::NoMemory)?,
-            };
+            let start = inner.place(placement, len)?;
             // Shared anonymous memory gets its object now (Linux `shmem_zero_setup`).
-            let shm = match sharing {
+            let object = match sharing {
                 Sharing::Shared => {
                     inner.shm.try_reserve(1).map_err(|_| MmError::NoMemory)?;
-                    let object = ShmObject::new()?;
-                    let key = ShmKey {
-                        id: object.id(),
-                        origin: start,
-                    };
-                    inner.shm.push(object);
-                    Some(key)
+                    Some(ShmObject::new()?)
                 }
                 Sharing::Private => None,
             };
-            let inserted = inner.vmas.insert(Vma {
+            let slack = if let Placement::Fixed(_) = placement {
+                // Linux `do_mmap` -> `do_vmi_munmap`: the old pages go through the one
+                // unmap path, devices told first. Cannot fail for want of memory: the
+                // room was taken by `place`.
+                inner.unmap_range(&self.subscribers, start, start + len)?;
+                1 // the unmap may have split one VMA in three
+            } else {
+                0
+            };
+            let shm = object.map(|object| {
+                let key = ShmKey {
+                    id: object.id(),
+                    origin: start,
+                };
+                inner.shm.push(object);
+                key
+            });
+            let vma = Vma {
                 start,
                 end: start + len,
                 prot,
                 sharing,
                 shm,
-            });
+            };
+            let inserted = inner.vmas.insert_with_slack(vma, slack);
             if inserted.is_err() {
                 inner.drop_unused_shm();
             }
@@ -358,6 +337,47 @@ impl Drop for AddressSpace {
 }
 
 impl Inner {
+    /// Where a new mapping of `len` bytes goes (Linux `get_unmapped_area`, or the fixed
+    /// address), checked. For `MAP_FIXED` also the up-front checks of Linux `do_mmap`
+    /// (the VMA count) and room for two more VMAs (a split at an edge of the unmap, and
+    /// the new one), so nothing after the unmap can fail.
+    fn place(&mut self, placement: Placement, len: u64) -> Result<VirtAddr, MmError> {
+        let fits = |start: VirtAddr| {
+            start.is_aligned(PAGE_SIZE)
+                && start.as_u64() >= MMAP_MIN
+                && start
+                    .as_u64()
+                    .checked_add(len)
+                    .is_some_and(|end| end <= USER_END)
+        };
+        match placement {
+            Placement::Fixed(at) | Placement::FixedNoReplace(at) => {
+                if !at.is_aligned(PAGE_SIZE) {
+                    return Err(MmError::Unaligned);
+                }
+                if !fits(at) {
+                    return Err(MmError::InvalidRange);
+                }
+                if let Placement::FixedNoReplace(_) = placement {
+                    if self.vmas.overlaps(at, at + len) {
+                        return Err(MmError::AlreadyMapped);
+                    }
+                } else {
+                    if self.vmas.len() >= MAX_MAP_COUNT {
+                        return Err(MmError::NoMemory);
+                    }
+                    self.vmas.reserve(2)?;
+                }
+                Ok(at)
+            }
+            Placement::Hint(at) if fits(at) && !self.vmas.overlaps(at, at + len) => Ok(at),
+            Placement::Hint(_) | Placement::Anywhere => self
+                .vmas
+                .find_gap(len, VirtAddr::new(MMAP_MIN), VirtAddr::new(MMAP_TOP))
+                .ok_or(MmError::NoMemory),
+        }
+    }
+
     /// Cut VMAs at the edges of [start, end), drop those inside, unmap their entries
     /// (Linux `do_vmi_munmap`): devices are told (`Unmap`) before any entry goes, and
     /// the frames are freed after the TLB flush.

@@ -217,9 +217,21 @@ impl VmaList {
         self.vmas.is_empty()
     }
 
+    /// Heap room for `n` more VMAs (no count check): for a caller that must not fail
+    /// later (`MAP_FIXED` after its unmap).
+    pub fn reserve(&mut self, n: usize) -> Result<(), MmError> {
+        self.vmas.try_reserve(n).map_err(|_| MmError::NoMemory)
+    }
+
     /// Insert a VMA that overlaps none (caller checked), then merge with neighbours.
     pub fn insert(&mut self, vma: Vma) -> Result<(), MmError> {
-        self.reserve_one_with(0)?;
+        self.insert_with_slack(vma, 0)
+    }
+
+    /// [`insert`](Self::insert), allowing `slack` VMAs past [`MAX_MAP_COUNT`] (MAP_FIXED,
+    /// which checked the count before its unmap could split a VMA in three).
+    pub fn insert_with_slack(&mut self, vma: Vma, slack: usize) -> Result<(), MmError> {
+        self.reserve_one_with(slack)?;
         let i = self.vmas.partition_point(|v| v.end <= vma.start);
         debug_assert!(self.vmas.get(i).is_none_or(|v| v.start >= vma.end));
         self.vmas.insert(i, vma);
