@@ -42,7 +42,7 @@ pub use device::{
     Accelerator, MmioError, Stats, MAX_CONTEXTS, MAX_PAGE_REQUESTS_PER_PAGE, QUEUE_DEPTH,
 };
 pub use host::{HostMemory, Invalidation, PageRequests};
-pub use page_table::{Access, DevicePageTable, Perm, Translation};
+pub use page_table::{Access, DevicePageTable, NoMemory, Perm, Translation};
 
 /// log2 of the page size the device translates (x86-64 base pages).
 pub const PAGE_SHIFT: u32 = 12;

@@ -107,15 +107,15 @@ fn page_table_install_lookup_replace_iter() {
         pfn,
         perm: Perm::Read,
     };
-    pt.install(7, r(70));
-    pt.install(3, r(30));
+    pt.install(7, r(70)).unwrap();
+    pt.install(3, r(30)).unwrap();
     assert_eq!(pt.lookup(3), Some(r(30)));
     assert_eq!(pt.lookup(4), None);
     let upgraded = Translation {
         pfn: 31,
         perm: Perm::Atomic,
     };
-    pt.install(3, upgraded);
+    pt.install(3, upgraded).unwrap();
     assert_eq!(pt.lookup(3), Some(upgraded));
     assert_eq!(pt.len(), 2);
     let all: Vec<_> = pt.iter().collect();
@@ -132,7 +132,8 @@ fn page_table_invalidate_drops_exactly_the_range() {
                 pfn: 100 + vpn,
                 perm: Perm::Write,
             },
-        );
+        )
+        .unwrap();
     }
     assert_eq!(pt.invalidate(3..6), 3);
     assert_eq!(pt.invalidate(3..6), 0);
@@ -145,6 +146,78 @@ fn page_table_invalidate_drops_exactly_the_range() {
     assert_eq!(pt.range(1..8).count(), 4);
     assert_eq!(pt.invalidate(0..u64::MAX), 7);
     assert!(pt.is_empty());
+}
+
+/// The two-level table against a BTreeMap model: random installs and invalidations over
+/// vpns that cross leaves (512 pages), reach the top of the address space, and repeat;
+/// lookups, iteration order, ranges and counts agree after every step, and a table
+/// emptied by invalidation holds no leaf.
+#[test]
+fn page_table_matches_a_map_model() {
+    use std::collections::BTreeMap;
+    let mut pt = DevicePageTable::new();
+    let mut model: BTreeMap<u64, Translation> = BTreeMap::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let vpn_of = |r: u64| match r % 4 {
+        0 => r % 3000,                 // a few leaves, dense
+        1 => 511 + r % 3,              // a leaf boundary
+        2 => (1 << 52) - 1 - r % 1100, // the top of a 64-bit address space
+        _ => (r >> 8) % (1 << 35),     // anywhere in a 47-bit user half
+    };
+    for step in 0..20_000u32 {
+        let r = next();
+        if r % 5 == 0 {
+            let a = vpn_of(next());
+            let b = a.saturating_add(next() % 2000);
+            let want = model.range(a..b).count();
+            let keys: Vec<u64> = model.range(a..b).map(|(k, _)| *k).collect();
+            for k in keys {
+                model.remove(&k);
+            }
+            assert_eq!(
+                pt.invalidate(a..b),
+                want,
+                "step {step}: invalidate {a}..{b}"
+            );
+        } else {
+            let vpn = vpn_of(r);
+            let perm = [Perm::Read, Perm::Write, Perm::Atomic][(next() % 3) as usize];
+            let t = Translation {
+                pfn: next() >> 3,
+                perm,
+            };
+            pt.install(vpn, t).unwrap();
+            model.insert(vpn, t);
+        }
+        if step % 1000 == 0 {
+            assert!(
+                pt.iter().eq(model.iter().map(|(k, v)| (*k, *v))),
+                "step {step}: iter"
+            );
+        }
+        let probe = vpn_of(next());
+        assert_eq!(
+            pt.lookup(probe),
+            model.get(&probe).copied(),
+            "step {step}: lookup {probe}"
+        );
+        assert_eq!(pt.len(), model.len());
+        let a = vpn_of(next());
+        let b = a.saturating_add(next() % 1500);
+        assert!(
+            pt.range(a..b).eq(model.range(a..b).map(|(k, v)| (*k, *v))),
+            "step {step}: range"
+        );
+    }
+    assert_eq!(pt.invalidate(0..u64::MAX), model.len());
+    assert!(pt.is_empty());
+    assert_eq!(pt, DevicePageTable::new(), "an empty table keeps no leaf");
 }
 
 #[test]

@@ -262,16 +262,18 @@ impl Accelerator {
             // hand out exclusive access.
             let valid = answer.perm.allows(access)
                 && (answer.perm != Perm::Atomic || access == Access::Atomic);
-            if valid {
-                if let Some(table) = self.contexts.get_mut(&ctx) {
-                    table.install(vpn, answer);
-                }
-            }
+            let installed = match self.contexts.get_mut(&ctx) {
+                Some(table) if valid => table.install(vpn, answer),
+                _ => Ok(()),
+            };
             host.page_request_done(ctx, vpn);
             if !valid {
                 self.config.pri_record_response_failure();
                 return Err(DeviceError::InvalidResponse { va });
             }
+            // No memory for the table (it lives in the host's memory): the command fails
+            // as dmirror's fault does when `xa_store()` fails.
+            installed.map_err(|_| DeviceError::NoMemory { va })?;
         }
     }
 
