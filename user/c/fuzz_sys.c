@@ -29,7 +29,9 @@
  * /proc/ps, /proc/self/ptes, /proc/self/exe, /dev/console, /dev/hmm_dmirror0/1,
  * initramfs files, directories and bad paths. Every 500 calls the arena is mapped afresh;
  * at call 125000 and every 250000 calls after it (long runs only), one new mapping is
- * cut into as many VMAs as the kernel allows (65530). Forked children (at most
+ * cut into as many VMAs as the kernel allows (65530). clone's exit signal is SIGCHLD, none,
+ * a signal the worker handles, or one past the last signal (never sent); children are
+ * reaped with __WALL, which also sees those that do not report with SIGCHLD. Forked children (at most
  * MAX_CHILDREN alive) do a few random calls of their own, including the ones that end a
  * process (exit, a forged rt_sigreturn, execve, kill of themselves, a fault), then exit.
  *
@@ -714,7 +716,8 @@ static void reap_blocking(long pid, int kill_it)
 		sc(SYS_kill, pid, SIGCONT, 0, 0, 0, 0);
 	long r;
 	do {
-		r = sc(SYS_wait4, pid, &st, memk ? 0 : WUNTRACED, 0, 0, 0);
+		/* __WALL: a clone child with another exit signal is invisible without it. */
+		r = sc(SYS_wait4, pid, &st, memk ? __WALL : WUNTRACED | __WALL, 0, 0, 0);
 		if (r == pid && !memk && WIFSTOPPED(st)) {
 			sc(SYS_kill, pid, SIGKILL, 0, 0, 0, 0);
 			r = -EINTR;
@@ -731,7 +734,7 @@ static void make_room(void)
 	long pid = kids[0];
 	int st;
 	for (int i = 0; i < 20; i++) {
-		long r = sc(SYS_wait4, pid, &st, WNOHANG, 0, 0, 0);
+		long r = sc(SYS_wait4, pid, &st, WNOHANG | __WALL, 0, 0, 0);
 		if (r == pid || (r < 0 && r != -EINTR)) {
 			kids_del(pid);
 			return;
@@ -1303,7 +1306,10 @@ static void op_clone(void)
 {
 	static const uint64_t handled[] = { 0x00100000, 0x00200000, 0x01000000 };
 	static const uint64_t thread[] = { 0x100, 0x200, 0x400, 0x800, 0x4000, 0x8000, 0x10000, 0x80000, 0x20000000 };
-	uint64_t flags = chance(85) ? SIGCHLD : chance(50) ? 0 : (memk ? below(256) : 0);
+	/* The exit signal: SIGCHLD, none, one the worker handles, or past the last signal
+	 * (never sent); any other would kill the worker when the child ends. */
+	static const uint64_t exit_sigs[] = { 0, SIGALRM, SIGUSR1, SIGVTALRM, SIGPROF, 65, 200, 255 };
+	uint64_t flags = chance(85) ? SIGCHLD : PICK(exit_sigs);
 	int n = (int)below(3);
 	for (int i = 0; i < n; i++)
 		flags |= PICK(handled);

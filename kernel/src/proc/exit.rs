@@ -94,7 +94,7 @@ fn notify_parent(child: &Arc<Process>, ppid: Pid, status: ExitStatus) {
     if sig == SIGCHLD && ignored {
         sig = 0;
     }
-    if sig != 0 {
+    if (1..=signal::NSIG).contains(&sig) {
         let info = signal::SigInfo {
             signo: sig,
             code,

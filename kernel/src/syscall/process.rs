@@ -59,11 +59,9 @@ pub fn clone(frame: &TrapFrame, args: Args) -> SysResult {
         }
         return Err(Errno::ENOSYS);
     }
-    // Any signal may be the exit signal (Linux: EINVAL past _NSIG).
+    // Any value may be the exit signal; one past the last signal is never sent (Linux's
+    // clone leaves the check to `do_notify_parent`'s `valid_signal`; only clone3 refuses).
     let exit_signal = (flags & CSIGNAL) as i32;
-    if exit_signal > proc::signal::NSIG {
-        return Err(Errno::EINVAL);
-    }
     let (newsp, parent_tid, child_tid) = (args.ptr(1), args.ptr(2), args.ptr(3));
     let opts = proc::CloneOptions {
         set_child_tid: (flags & CLONE_CHILD_SETTID != 0).then_some(child_tid),
