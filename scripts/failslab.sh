@@ -20,6 +20,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KERNEL="${1:-$ROOT/target/x86_64-target/debug/kernel}"
 BIN="$ROOT/target/user/bin"
 BOOT_BIN="$ROOT/target/boot/release/boot"
+# shellcheck source=lib/init-image.sh
+. "$ROOT/scripts/lib/init-image.sh"
 RESULTS="${KTEST_RESULTS:-/dev/null}"
 PROBABILITY="${FAILSLAB_PROBABILITY:-3}"
 INTERVAL="${FAILSLAB_INTERVAL:-1}"
@@ -50,12 +52,8 @@ for prog in $PROGRAMS; do
         printf '%s\t%s\t%s\n' "$name" 0 1 >>"$RESULTS"
         continue
     fi
-    echo "$PROBABILITY $INTERVAL /bin/$prog" >"$tmp/failwrap.args"
-    members=("init=$BIN/failwrap" "failwrap.args=$tmp/failwrap.args")
-    for p in "$BIN"/*; do
-        members+=("bin/$(basename "$p")=$p")
-    done
-    "$BOOT_BIN" mkcpio "$tmp/img.cpio" "${members[@]}" >/dev/null || exit 2
+    pack_init_image "$tmp/img.cpio" "$BIN/failwrap" failwrap.args \
+        "$PROBABILITY $INTERVAL /bin/$prog" || exit 2
     log="$ROOT/target/failslab-$prog.log"
     echo "[failslab] $prog: $PROBABILITY% of allocations failing (interval $INTERVAL)"
     KRUN_TIMEOUT="${KRUN_TIMEOUT:-300}" \

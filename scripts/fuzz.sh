@@ -27,6 +27,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KERNEL="${1:-$ROOT/target/x86_64-target/debug/kernel}"
 BIN="$ROOT/target/user/bin"
 BOOT_BIN="$ROOT/target/boot/release/boot"
+# shellcheck source=lib/init-image.sh
+. "$ROOT/scripts/lib/init-image.sh"
 RESULTS="${KTEST_RESULTS:-/dev/null}"
 SEED="${FUZZ_SEED:-1}"
 # make test: both together well under three minutes on the debug kernel under TCG
@@ -63,12 +65,7 @@ for prog in fuzz_sys fuzz_hmm; do
     if [ "${FUZZ_REPLAY:-0}" = 1 ]; then
         args="$args replay ${FUZZ_FROM:-0}"
     fi
-    echo "$args" >"$tmp/fuzz.args"
-    members=("init=$BIN/$prog" "fuzz.args=$tmp/fuzz.args")
-    for p in "$BIN"/*; do
-        members+=("bin/$(basename "$p")=$p")
-    done
-    "$BOOT_BIN" mkcpio "$tmp/$prog.cpio" "${members[@]}" >/dev/null || exit 2
+    pack_init_image "$tmp/$prog.cpio" "$BIN/$prog" fuzz.args "$args" || exit 2
     log="$ROOT/target/fuzz-$prog.log"
     echo "[fuzz] $prog: seed $SEED, $calls calls, kernel $KERNEL"
     start=$(date +%s)
