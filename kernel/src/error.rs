@@ -30,6 +30,7 @@ pub enum Errno {
     ENOTTY = 25,
     ESPIPE = 29,
     EROFS = 30,
+    EPIPE = 32,
     ERANGE = 34,
     E2BIG = 7,
     ENAMETOOLONG = 36,

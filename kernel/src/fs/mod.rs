@@ -8,7 +8,11 @@
 //! that inherited it by `fork`, so they share its offset, as on Linux.
 #![forbid(unsafe_code)]
 
+mod fdtable;
 pub mod initramfs;
+pub mod pipe;
+
+pub use fdtable::{CloseOnExec, FileTable, MAX_FDS};
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -32,6 +36,23 @@ pub trait FileOps: Send + Sync {
     fn write(&self, buf: u64, count: usize) -> Result<usize, Errno> {
         let _ = (buf, count);
         Err(Errno::EBADF)
+    }
+    /// [`read`](Self::read) for a file whose reads may have to wait (a pipe): with
+    /// [`Blocking::NoWait`] (O_NONBLOCK) it fails with EAGAIN instead.
+    fn read_as(
+        &self,
+        pos: usize,
+        buf: u64,
+        count: usize,
+        blocking: Blocking,
+    ) -> Result<usize, Errno> {
+        let _ = blocking;
+        self.read(pos, buf, count)
+    }
+    /// [`write`](Self::write), likewise.
+    fn write_as(&self, buf: u64, count: usize, blocking: Blocking) -> Result<usize, Errno> {
+        let _ = blocking;
+        self.write(buf, count)
     }
     /// A device-specific request (Linux `unlocked_ioctl`).
     fn ioctl(&self, request: u32, arg: u64) -> Result<u64, Errno> {
@@ -73,6 +94,17 @@ bitflags::bitflags! {
     }
 }
 
+/// Whether a read or write that cannot go on now waits or fails with EAGAIN (the
+/// open file's O_NONBLOCK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocking {
+    Wait,
+    NoWait,
+}
+
+/// `open`'s and `fcntl(F_SETFL)`'s O_NONBLOCK.
+pub const O_NONBLOCK: i32 = 0o4000;
+
 /// How a file was opened (the access mode of `open`'s flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -98,11 +130,13 @@ pub fn boxed(ops: impl FileOps + 'static) -> Result<Box<dyn FileOps>, Errno> {
     }
 }
 
-/// An open file: its operations, how it was opened, and the read position.
+/// An open file: its operations, how it was opened, the read position and the status
+/// flags (O_NONBLOCK), all shared by the descriptors dup and fork make of it.
 pub struct File {
     ops: Box<dyn FileOps>,
     mode: OpenMode,
     offset: SpinLock<usize>,
+    nonblock: core::sync::atomic::AtomicBool,
 }
 
 impl core::fmt::Debug for File {
@@ -118,6 +152,7 @@ impl File {
             ops,
             mode,
             offset: SpinLock::new("file offset", 0),
+            nonblock: core::sync::atomic::AtomicBool::new(false),
         })
         .map_err(|_| Errno::ENOMEM)
     }
@@ -132,9 +167,40 @@ impl File {
             return Ok(0);
         }
         let pos = *self.offset.lock();
-        let n = self.ops.read(pos, buf, count)?;
+        let n = self.ops.read_as(pos, buf, count, self.blocking())?;
         *self.offset.lock() += n;
         Ok(n)
+    }
+
+    /// Whether an operation that cannot go on now waits (O_NONBLOCK clear).
+    pub fn blocking(&self) -> Blocking {
+        if self.nonblock.load(core::sync::atomic::Ordering::Relaxed) {
+            Blocking::NoWait
+        } else {
+            Blocking::Wait
+        }
+    }
+
+    /// The status flags `fcntl(F_GETFL)` reports: the access mode and O_NONBLOCK.
+    pub fn status_flags(&self) -> i32 {
+        let access = match self.mode {
+            OpenMode::ReadOnly => 0,
+            OpenMode::WriteOnly => 1,
+            OpenMode::ReadWrite => 2,
+        };
+        match self.blocking() {
+            Blocking::NoWait => access | O_NONBLOCK,
+            Blocking::Wait => access,
+        }
+    }
+
+    /// Set the status flags `fcntl(F_SETFL)` may change: O_NONBLOCK (others are
+    /// ignored, as Linux ignores the access mode and creation flags there).
+    pub fn set_status_flags(&self, flags: i32) {
+        self.nonblock.store(
+            flags & O_NONBLOCK != 0,
+            core::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// `pread64`: read at `pos` without moving the position (ESPIPE for a stream).
@@ -176,7 +242,7 @@ impl File {
         if !self.mode.writable() {
             return Err(Errno::EBADF);
         }
-        self.ops.write(buf, count)
+        self.ops.write_as(buf, count, self.blocking())
     }
 
     /// `ioctl`.
@@ -438,83 +504,18 @@ pub fn open(path: &str, mode: OpenMode, flags: i32) -> Result<Arc<File>, Errno> 
             .find(|n| n.path == path)
             .map(|n| (n.open, n.minor))
     });
-    if let Some((opener, minor)) = node {
-        return File::new(opener(minor)?, mode);
-    }
-    match initramfs::lookup(path) {
-        Some(_) if mode.writable() => Err(Errno::EROFS),
-        Some(data) => File::new(boxed(DataFile::of_static(data))?, mode),
-        None if flags & O_CREAT != 0 => Err(Errno::EROFS),
-        None => Err(Errno::ENOENT),
-    }
-}
-
-/// Most open files one process may have (Linux's default soft limit is 1024).
-pub const MAX_FDS: usize = 64;
-
-/// A process's file descriptors.
-#[derive(Debug, Clone)]
-pub struct FileTable {
-    fds: [Option<Arc<File>>; MAX_FDS],
-}
-
-impl Default for FileTable {
-    fn default() -> Self {
-        FileTable {
-            fds: [const { None }; MAX_FDS],
+    let file = if let Some((opener, minor)) = node {
+        File::new(opener(minor)?, mode)?
+    } else {
+        match initramfs::lookup(path) {
+            Some(_) if mode.writable() => return Err(Errno::EROFS),
+            Some(data) => File::new(boxed(DataFile::of_static(data))?, mode)?,
+            None if flags & O_CREAT != 0 => return Err(Errno::EROFS),
+            None => return Err(Errno::ENOENT),
         }
-    }
-}
-
-impl FileTable {
-    /// fds 0, 1 and 2 on `console`, as init gets them.
-    pub fn with_stdio(console: Arc<File>) -> FileTable {
-        let mut table = FileTable::default();
-        for fd in 0..3 {
-            table.fds[fd] = Some(console.clone());
-        }
-        table
-    }
-
-    /// The file behind `fd` (EBADF if it is negative, too large or not open).
-    pub fn get(&self, fd: i32) -> Result<Arc<File>, Errno> {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|fd| self.fds.get(fd))
-            .and_then(|f| f.clone())
-            .ok_or(Errno::EBADF)
-    }
-
-    /// Put `file` in the lowest free slot and return its number. If there is none:
-    /// EMFILE, and the file comes back, for the caller to drop once it has released the
-    /// process lock (dropping the last reference runs the file's release, which may
-    /// sleep: a dmirror's release waits for its device).
-    pub fn insert(&mut self, file: Arc<File>) -> Result<usize, (Errno, Arc<File>)> {
-        match self.fds.iter().position(Option::is_none) {
-            Some(fd) => {
-                self.fds[fd] = Some(file);
-                Ok(fd)
-            }
-            None => Err((Errno::EMFILE, file)),
-        }
-    }
-
-    /// Take `fd` out of the table and return its file, for the caller to drop once it
-    /// has released the process lock (see [`FileTable::insert`]). EBADF if `fd` is not
-    /// open.
-    pub fn close(&mut self, fd: i32) -> Result<Arc<File>, Errno> {
-        usize::try_from(fd)
-            .ok()
-            .and_then(|fd| self.fds.get_mut(fd))
-            .and_then(Option::take)
-            .ok_or(Errno::EBADF)
-    }
-
-    /// Close everything (exit). Like the last reference dropped by [`FileTable::close`],
-    /// this may run a release that sleeps: not under the process lock.
-    pub fn close_all(&mut self) {
-        self.fds.iter_mut().for_each(|f| *f = None);
-    }
+    };
+    file.set_status_flags(flags);
+    Ok(file)
 }
 
 /// What `stat` reports about a file (the fields of Linux's x86-64 `struct stat` that

@@ -509,6 +509,9 @@ pub fn exec(frame: &mut TrapFrame, path: &str, argv: &[&str], envp: &[&str]) -> 
         i.tid_addrs = TidAddrs::default();
         i.aspace.replace(image.aspace)
     });
+    // Close-on-exec descriptors go (Linux `do_close_on_exec`), dropped outside the lock.
+    let closing = p.with(|i| i.files.take_cloexec());
+    drop(closing);
     crate::vm::switch_to(Some(new));
     x86_64::registers::model_specific::FsBase::write(VirtAddr::new(0));
     FpuState::default().restore();

@@ -99,6 +99,9 @@ impl sync::Task for Process {
     fn kill_pending(&self) -> bool {
         self.is_killed()
     }
+    fn signal_pending(&self) -> bool {
+        self.is_killed() || self.with(|i| i.signals.has_deliverable())
+    }
 }
 
 /// Plug the scheduler into `sync`, so sleeping locks and wait queues can block and wake

@@ -30,4 +30,4 @@ mod wait;
 
 pub use mutex::{Mutex, MutexGuard};
 pub use spin::{might_sleep, spinlocks_held, SpinGuard, SpinLock};
-pub use wait::{set_scheduler, Killed, Scheduler, Task, WaitQueue};
+pub use wait::{set_scheduler, Interrupted, Killed, Scheduler, Task, WaitQueue};

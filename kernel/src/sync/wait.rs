@@ -20,6 +20,9 @@ pub trait Task: Send + Sync {
     fn wake(&self);
     /// Whether SIGKILL is pending: killable waits give up.
     fn kill_pending(&self) -> bool;
+    /// Whether a signal is pending that the task would handle or die of (SIGKILL
+    /// included): interruptible waits give up.
+    fn signal_pending(&self) -> bool;
 }
 
 /// What this module needs from the scheduler, which sits above it.
@@ -43,9 +46,17 @@ pub fn set_scheduler(s: Scheduler) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Killed;
 
-/// Whether a wait may be cut short by SIGKILL.
+/// An interruptible wait ended because a signal is pending (the caller returns
+/// ERESTARTSYS: the syscall is restarted or fails with EINTR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+/// What may cut a wait short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Interruptible {
+    /// Any pending signal (Linux `TASK_INTERRUPTIBLE`).
+    Signal,
+    /// SIGKILL (Linux `TASK_KILLABLE`).
     Killable,
     Uninterruptible,
 }
@@ -83,6 +94,14 @@ impl WaitQueue {
         self.wait_inner(cond, Interruptible::Killable)
     }
 
+    /// Sleep until `cond()` returns true or a signal is pending (Linux
+    /// `wait_event_interruptible`): for waits a signal handler should cut short, such as
+    /// a read from an empty pipe.
+    pub fn wait_interruptible(&self, cond: impl FnMut() -> bool) -> Result<(), Interrupted> {
+        self.wait_inner(cond, Interruptible::Signal)
+            .map_err(|Killed| Interrupted)
+    }
+
     fn wait_inner(
         &self,
         mut cond: impl FnMut() -> bool,
@@ -100,7 +119,12 @@ impl WaitQueue {
                 .expect("WaitQueue::wait before the scheduler is set");
             let me = (sched.current)()
                 .expect("WaitQueue::wait outside a task: nothing could ever wake it");
-            if mode == Interruptible::Killable && me.kill_pending() {
+            let cut_short = match mode {
+                Interruptible::Signal => me.signal_pending(),
+                Interruptible::Killable => me.kill_pending(),
+                Interruptible::Uninterruptible => false,
+            };
+            if cut_short {
                 break Err(Killed);
             }
             if self.waiters.lock().try_reserve(1).is_err() {

@@ -57,15 +57,7 @@ fn open_path(path: &str, flags: i32) -> SysResult {
         _ => return Err(Errno::EINVAL),
     };
     let f = crate::fs::open(path, mode, flags)?;
-    match sched::current().with(|p| p.files.insert(f)) {
-        Ok(fd) => Ok(fd as u64),
-        Err((errno, f)) => {
-            // Dropped here, not under the process lock: the release of a device file
-            // (the last reference) may sleep.
-            drop(f);
-            Err(errno)
-        }
-    }
+    Ok(super::fds::install(0, f, super::fds::cloexec_of(flags))? as u64)
 }
 
 /// close(fd)
@@ -108,8 +100,25 @@ pub fn write(args: Args) -> SysResult {
     write_to(&f, args.ptr(1), args.ulong(2) as usize)
 }
 
+/// Write through `f`; EPIPE (a pipe with no reader left) also sends the writer SIGPIPE,
+/// as Linux's `pipe_write` does.
 fn write_to(f: &File, buf: u64, count: usize) -> SysResult {
-    Ok(f.write(buf, count)? as u64)
+    match f.write(buf, count) {
+        Ok(n) => Ok(n as u64),
+        Err(Errno::EPIPE) => {
+            let me = sched::current();
+            let info = crate::proc::signal::SigInfo {
+                signo: crate::proc::signal::SIGPIPE,
+                code: crate::proc::signal::SI_USER,
+                pid: me.pid,
+                addr: 0,
+                status: 0,
+            };
+            crate::proc::signal::send(&me, info);
+            Err(Errno::EPIPE)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// writev(fd, iov, iovcnt)
@@ -204,13 +213,8 @@ pub fn pidfd_open(args: Args) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let f = crate::proc::pidfd::open(pid as crate::proc::Pid)?;
-    match sched::current().with(|p| p.files.insert(f)) {
-        Ok(fd) => Ok(fd as u64),
-        Err((errno, f)) => {
-            drop(f);
-            Err(errno)
-        }
-    }
+    // Linux sets close-on-exec on a pidfd.
+    Ok(super::fds::install(0, f, crate::fs::CloseOnExec::Close)? as u64)
 }
 
 /// How long `poll` may wait.

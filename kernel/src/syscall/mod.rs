@@ -40,6 +40,10 @@
 //! - 15 `rt_sigreturn(void)`
 //! - 16 `ioctl(unsigned int fd, unsigned int cmd, unsigned long arg)`: fd, cmd
 //! - 17 `pread64(unsigned int fd, char *buf, size_t count, loff_t pos)`: fd
+//! - 22 `pipe(int *fildes)`, 293 `pipe2(int *fildes, int flags)`: flags
+//! - 32 `dup(unsigned int fildes)`, 33 `dup2(unsigned int oldfd, unsigned int newfd)`,
+//!   292 `dup3(unsigned int oldfd, unsigned int newfd, int flags)`: the fds, flags
+//! - 72 `fcntl(unsigned int fd, unsigned int cmd, unsigned long arg)`: fd, cmd
 //! - 20 `writev(unsigned long fd, const struct iovec *vec, unsigned long vlen)`: fd
 //!   (Linux's `fdget_pos` takes an `unsigned int`)
 //! - 24 `sched_yield(void)`
@@ -99,6 +103,7 @@
 //! is EBADF, as a too large `unsigned int` is on Linux.
 #![forbid(unsafe_code)]
 
+mod fds;
 mod files;
 mod memory;
 mod process;
@@ -117,6 +122,12 @@ pub mod nr {
     pub const CLOSE: u64 = 3;
     pub const FSTAT: u64 = 5;
     pub const LSEEK: u64 = 8;
+    pub const PIPE: u64 = 22;
+    pub const DUP: u64 = 32;
+    pub const DUP2: u64 = 33;
+    pub const FCNTL: u64 = 72;
+    pub const DUP3: u64 = 292;
+    pub const PIPE2: u64 = 293;
     pub const POLL: u64 = 7;
     pub const MMAP: u64 = 9;
     pub const MPROTECT: u64 = 10;
@@ -229,6 +240,12 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::OPEN => files::open(args),
         nr::CLOSE => files::close(args),
         nr::LSEEK => files::lseek(args),
+        nr::PIPE => fds::pipe(args),
+        nr::PIPE2 => fds::pipe2(args),
+        nr::DUP => fds::dup(args),
+        nr::DUP2 => fds::dup2(args),
+        nr::DUP3 => fds::dup3(args),
+        nr::FCNTL => fds::fcntl(args),
         nr::PREAD64 => files::pread64(args),
         nr::IOCTL => files::ioctl(args),
         nr::WRITEV => files::writev(args),

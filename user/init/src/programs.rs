@@ -41,6 +41,7 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     ("t_kill_wait", "test: every wait a process can be in is killable"),
     ("t_libc", "test: ordinary musl code (printf, malloc, strings)"),
     ("t_mmap", "test: mmap, munmap, mprotect and madvise"),
+    ("t_pipe", "test: pipes, dup/dup2/dup3, fcntl, close-on-exec, SIGPIPE"),
     ("t_procfs", "test: /proc files are produced as they are read"),
     ("t_rust", "test: user-space tests in Rust on ulib (no libc)"),
     ("t_shm", "test: shared anonymous memory across fork"),
