@@ -115,6 +115,8 @@ fn access_of(code: PageFaultErrorCode) -> Access {
 /// process with the signal Linux sends.
 fn user_page_fault(frame: &TrapFrame, addr: u64, code: PageFaultErrorCode) {
     let access = access_of(code);
+    // Whether *this* fault's allocation was injected is what counts below.
+    crate::mm::gfp::take_injected();
     let outcome = match x86_64::VirtAddr::try_new(addr) {
         Ok(va) if !code.contains(PageFaultErrorCode::MALFORMED_TABLE) => {
             vm::page_fault(va, access, Privilege::User)

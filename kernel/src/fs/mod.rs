@@ -205,11 +205,12 @@ impl File {
 
     /// `pread64`: read at `pos` without moving the position (ESPIPE for a stream).
     pub fn pread(&self, buf: u64, count: usize, pos: usize) -> Result<usize, Errno> {
-        if !self.mode.readable() {
-            return Err(Errno::EBADF);
-        }
+        // Linux `ksys_pread64`: a stream is ESPIPE before the access mode is looked at.
         if !self.ops.seekable() {
             return Err(Errno::ESPIPE);
+        }
+        if !self.mode.readable() {
+            return Err(Errno::EBADF);
         }
         if count == 0 {
             return Ok(0);

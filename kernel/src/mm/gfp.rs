@@ -48,6 +48,9 @@ pub const RESERVE_FRAMES: usize = 512;
 /// How deep the running code is inside [`with_reserve`] or an interrupt handler.
 static RESERVE_DEPTH: AtomicU32 = AtomicU32::new(0);
 
+/// How deep the running code is inside [`without_injection`].
+static NO_INJECTION: AtomicU32 = AtomicU32::new(0);
+
 /// The running task's injection countdown (Linux `current->fail_nth`): 0 = off.
 static FAIL_NTH: AtomicU32 = AtomicU32::new(0);
 
@@ -89,11 +92,16 @@ impl FailAttrs {
         if u64::from(probability) <= self.next_random() % 100 {
             return false;
         }
+        self.count_one();
+        true
+    }
+
+    /// One failure injected: `times` goes down unless it is -1 (no limit).
+    fn count_one(&self) {
         let times = self.times.load(Ordering::Relaxed);
         if times > 0 {
             self.times.store(times - 1, Ordering::Relaxed);
         }
-        true
     }
 
     /// xorshift64* with a fixed seed: the same boot fails the same allocations (timing
@@ -164,12 +172,15 @@ pub fn in_reserve_scope() -> bool {
 /// `fail_nth` part). Called once per ordinary allocation by the heap and the frame
 /// allocator; counts the task's countdown down.
 pub fn should_fail(kind: Kind) -> bool {
-    if kind == Kind::Reserved {
+    if kind == Kind::Reserved || NO_INJECTION.load(Ordering::Relaxed) > 0 {
         return false;
     }
     let n = FAIL_NTH.load(Ordering::Relaxed);
     let fail = if n > 0 {
         FAIL_NTH.store(n - 1, Ordering::Relaxed);
+        if n == 1 {
+            FAILSLAB.count_one(); // Linux's `fail:` path counts it against `times` too
+        }
         n == 1
     } else {
         MAKE_IT_FAIL.load(Ordering::Relaxed) && FAILSLAB.should_fail()
@@ -188,6 +199,15 @@ pub fn make_it_fail() -> bool {
 /// Set the running task's make-it-fail (`/proc/self/make-it-fail` writes it).
 pub fn set_make_it_fail(on: bool) {
     MAKE_IT_FAIL.store(on, Ordering::Relaxed);
+}
+
+/// Run `f` without failure injection: for the frames an allocation takes on behalf of
+/// one that was already asked (the heap's growth). `f` must not sleep (per CPU).
+pub fn without_injection<R>(f: impl FnOnce() -> R) -> R {
+    NO_INJECTION.fetch_add(1, Ordering::Relaxed);
+    let r = f();
+    NO_INJECTION.fetch_sub(1, Ordering::Relaxed);
+    r
 }
 
 /// Whether an injected failure happened since the last call (clears it). The user

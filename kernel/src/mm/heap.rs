@@ -47,9 +47,16 @@ unsafe impl GlobalAlloc for InterruptSafeHeap {
                 return p;
             }
             // Does not fit: grow (for the size, its alignment, and the allocator's
-            // bookkeeping) and try once more.
+            // bookkeeping) and try once more. A reserved allocation grows by just what it
+            // needs: whatever it maps from the reserve, ordinary allocations may use next.
+            // The page-table pages of the growth are not injected again (the allocation
+            // was already asked, above).
             let want = (layout.size() + layout.align() + 64) as u64;
-            match grow(want.max(GROW_MIN), kind) {
+            let step = match kind {
+                gfp::Kind::Ordinary => want.max(GROW_MIN),
+                gfp::Kind::Reserved => want,
+            };
+            match gfp::without_injection(|| grow(step, kind)) {
                 // SAFETY: as above.
                 Ok(()) => unsafe { self.0.alloc(layout) },
                 Err(_) => core::ptr::null_mut(),

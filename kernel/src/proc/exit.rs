@@ -51,6 +51,7 @@ pub fn exit_current(status: ExitStatus) -> ! {
     // Orphans go to init (reporting with SIGCHLD from now on, as Linux's `reparent_leader`
     // sets); if one is already a zombie, init must hear about it.
     let init = lookup(1);
+    let mut zombie_orphans = alloc::vec::Vec::<(Pid, ExitStatus)>::new();
     let mut wake_init = false;
     table(|t| {
         for child in t.values() {
@@ -58,12 +59,26 @@ pub fn exit_current(status: ExitStatus) -> ! {
                 if c.ppid == p.pid {
                     c.ppid = 1;
                     c.exit_signal = SIGCHLD;
-                    wake_init |= matches!(c.state, State::Zombie(_));
+                    if let State::Zombie(status) = c.state {
+                        wake_init = true;
+                        // Linux `reparent_leader` notifies init of each: room permitting.
+                        if zombie_orphans.try_reserve(1).is_ok() {
+                            zombie_orphans.push((child.pid, status));
+                        }
+                    }
                 }
             });
         }
     });
     notify_parent(&p, ppid, status);
+    // Init hears of each orphan that had already ended (SIGCHLD, or an autoreap if it
+    // ignores SIGCHLD), as any parent of a child that ends.
+    for &(pid, status) in &zombie_orphans {
+        if let Some(orphan) = lookup(pid) {
+            notify_parent(&orphan, 1, status);
+        }
+    }
+    drop(zombie_orphans);
     if let (true, Some(init)) = (wake_init, init) {
         sched::wake(&init);
     }

@@ -4,10 +4,10 @@
 //! | file                                   | Linux                      | value          |
 //! |----------------------------------------|----------------------------|----------------|
 //! | `/proc/self/fail-nth`                  | `proc_fail_nth_operations` | N >= 0, "%u\n" |
-//! | `/proc/self/make-it-fail`              | `proc_fault_inject_*`      | 0 or 1, "%d"   |
-//! | `/sys/kernel/debug/failslab/probability` | debugfs `fault_attr`     | 0..=100        |
-//! | `/sys/kernel/debug/failslab/interval`  | debugfs `fault_attr`       | >= 1           |
-//! | `/sys/kernel/debug/failslab/times`     | debugfs `fault_attr`       | -1 or >= 0     |
+//! | `/proc/self/make-it-fail`              | `proc_fault_inject_*`      | 0 or 1, "%i\n" |
+//! | `/sys/kernel/debug/failslab/probability` | debugfs `fault_attr`     | u32 (>= 100: always) |
+//! | `/sys/kernel/debug/failslab/interval`  | debugfs `fault_attr`       | u32 (0 acts as 1) |
+//! | `/sys/kernel/debug/failslab/times`     | debugfs `fault_attr`       | i32 (-1: no limit) |
 //!
 //! Reading and writing them allocates nothing, so it does not move a countdown.
 //! Deviation: "self" is the task that reads or writes, not the one that opened the file
@@ -85,16 +85,20 @@ impl KnobFile {
             }
         };
         match self.0 {
+            // kstrtouint: ERANGE past u32, EINVAL below 0.
+            Knob::FailNth if v > i64::from(u32::MAX) => return Err(Errno::ERANGE),
             Knob::FailNth => gfp::set_fail_nth(u32_in(0, i64::from(u32::MAX))?),
             Knob::MakeItFail => gfp::set_make_it_fail(u32_in(0, 1)? == 1),
-            Knob::Probability => attrs.probability.store(u32_in(0, 100)?, Ordering::Relaxed),
+            Knob::Probability => attrs
+                .probability
+                .store(u32_in(0, i64::from(u32::MAX))?, Ordering::Relaxed),
             Knob::Interval => attrs
                 .interval
-                .store(u32_in(1, i64::from(u32::MAX))?, Ordering::Relaxed),
-            Knob::Times if v >= -1 && v <= i64::from(i32::MAX) => {
+                .store(u32_in(0, i64::from(u32::MAX))?, Ordering::Relaxed),
+            Knob::Times if (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&v) => {
                 attrs.times.store(v, Ordering::Relaxed);
             }
-            Knob::Times => return Err(Errno::EINVAL),
+            Knob::Times => return Err(Errno::ERANGE),
         }
         Ok(())
     }
@@ -103,8 +107,7 @@ impl KnobFile {
 impl FileOps for KnobFile {
     fn read(&self, pos: usize, buf: u64, count: usize) -> Result<usize, Errno> {
         let mut text = [0u8; 24];
-        let newline = self.0 != Knob::MakeItFail; // Linux prints "%d" there, no newline
-        let len = format_line(self.get(), newline, &mut text);
+        let len = format_line(self.get(), &mut text);
         let data = text[..len].get(pos..).unwrap_or(&[]);
         let n = data.len().min(count);
         crate::vm::uaccess::write_bytes(buf, &data[..n])?;
@@ -128,8 +131,8 @@ impl FileOps for KnobFile {
     }
 }
 
-/// `v` in decimal (and a newline), into `out`; returns the length.
-fn format_line(v: i64, newline: bool, out: &mut [u8; 24]) -> usize {
+/// `v` in decimal and a newline, into `out`; returns the length.
+fn format_line(v: i64, out: &mut [u8; 24]) -> usize {
     let mut digits = [0u8; 20];
     let mut len = 0;
     let mut m = v.unsigned_abs();
@@ -150,11 +153,8 @@ fn format_line(v: i64, newline: bool, out: &mut [u8; 24]) -> usize {
         out[at + i] = digits[len - 1 - i];
     }
     at += len;
-    if newline {
-        out[at] = b'\n';
-        at += 1;
-    }
-    at
+    out[at] = b'\n';
+    at + 1
 }
 
 /// Linux `kstrtoll(s, 0)`: base from the prefix (`0x`: 16, `0`: 8, else 10) after an

@@ -241,22 +241,20 @@ pub fn take_need_resched() -> bool {
 
 /// Called by the timer interrupt on every tick (interrupts off): wake sleepers whose
 /// deadline passed, and ask for a reschedule when the running slice is over.
+///
+/// Allocates nothing (an interrupt has nobody to report ENOMEM to): sleepers are woken in
+/// place. Lock order: the sleepers list, then a process's lock and the run queue.
 pub fn on_tick(now: u64) {
-    let due: Vec<Arc<Process>> = locked(&SLEEPERS, |s| {
-        let mut due = Vec::new();
+    locked(&SLEEPERS, |s| {
         s.retain(|(deadline, p)| {
             if *deadline <= now {
-                due.push(p.clone());
+                wake(p);
                 false
             } else {
                 true
             }
-        });
-        due
+        })
     });
-    for p in &due {
-        wake(p);
-    }
     super::signal::on_tick(now);
     if now.saturating_sub(SLICE_START.load(Ordering::Relaxed)) >= TIME_SLICE_TICKS {
         NEED_RESCHED.store(true, Ordering::Relaxed);

@@ -75,11 +75,19 @@ pub fn read(args: Args) -> SysResult {
     Ok(f.read(args.ptr(1), args.ulong(2) as usize)? as u64)
 }
 
-/// pread64(fd, buf, count, pos): EINVAL for a negative position.
+/// pread64(fd, buf, count, pos), checked in Linux's order: a negative position or one
+/// whose end passes i64::MAX (EINVAL) before the fd (EBADF).
 pub fn pread64(args: Args) -> SysResult {
+    let (pos, count) = (args.ulong(3) as i64, args.ulong(2) as usize);
+    if pos < 0
+        || pos
+            .checked_add(count.min(isize::MAX as usize) as i64)
+            .is_none()
+    {
+        return Err(Errno::EINVAL);
+    }
     let f = file(args.fd(0))?;
-    let pos = usize::try_from(args.ulong(3) as i64).map_err(|_| Errno::EINVAL)?;
-    Ok(f.pread(args.ptr(1), args.ulong(2) as usize, pos)? as u64)
+    Ok(f.pread(args.ptr(1), count, pos as usize)? as u64)
 }
 
 /// lseek(fd, offset, whence)

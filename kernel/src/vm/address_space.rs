@@ -173,7 +173,7 @@ impl AddressSpace {
                 // unmap path, devices told first. Cannot fail for want of memory: the
                 // room was taken by `place`.
                 inner.unmap_range(&self.subscribers, start, start + len)?;
-                1 // the unmap may have split one VMA in three
+                2 // past the limit by what the unmap split (Linux lets it go just above)
             } else {
                 0
             };
@@ -363,7 +363,8 @@ impl Inner {
                         return Err(MmError::AlreadyMapped);
                     }
                 } else {
-                    if self.vmas.len() >= MAX_MAP_COUNT {
+                    // Linux `do_mmap`: `map_count > sysctl_max_map_count`.
+                    if self.vmas.len() > MAX_MAP_COUNT {
                         return Err(MmError::NoMemory);
                     }
                     self.vmas.reserve(2)?;

@@ -396,6 +396,9 @@ stubs!(
     40 nocode, 41 nocode, 42 nocode, 43 nocode, 44 nocode, 45 nocode, 46 nocode, 47 nocode,
 );
 
+// The entry code finds the saved CS at this offset (see trap_save below).
+const _: () = assert!(core::mem::offset_of!(TrapFrame, cs) == 160);
+
 global_asm!(
     // From a stub: [error code, vector] pushed on top of the CPU's interrupt frame.
     ".global trap_common",
@@ -419,6 +422,12 @@ global_asm!(
     "push r15",
     "push 0", // _pad
     "mov rdi, rsp",
+    // From ring 3 (the saved CS, 160 bytes up, has RPL 3): the frame-pointer chain of
+    // a kernel backtrace ends here, not in the user's rbp (arch::x86_64::backtrace).
+    "test qword ptr [rsp + 160], 3",
+    "jz 2f",
+    "xor ebp, ebp",
+    "2:",
     "cld",
     "call trap_dispatch",
     ".global trap_return",

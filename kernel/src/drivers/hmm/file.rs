@@ -73,11 +73,9 @@ pub fn open(minor: u32) -> Result<Arc<Mirror>, Errno> {
     drop(dev);
     let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
     let fail = |e: Errno| {
-        locked(&accel.closed, |c| {
-            if c.try_reserve(1).is_ok() {
-                c.push(ctx);
-            }
-        });
+        // A context that is never destroyed is lost for good: its slot comes from the
+        // reserve if need be (one per open file, bounded by MAX_CONTEXTS).
+        crate::mm::gfp::with_reserve(|| locked(&accel.closed, |c| c.push(ctx)));
         accel.kick_engine();
         e
     };
@@ -134,18 +132,13 @@ impl Drop for Mirror {
             start: 0,
             end: crate::mm::page_table::USER_END,
         };
-        locked(&accel.pending, |q| {
-            // No memory to queue it: the engine destroys the context before its next
-            // command anyway (see engine_main); the debug check may then complain.
-            if q.try_reserve(1).is_ok() {
-                q.push_back((everything, NotifyEvent::Release));
-            }
+        // Like every invalidation, it cannot be dropped: from the reserve if need be.
+        crate::mm::gfp::with_reserve(|| {
+            locked(&accel.pending, |q| {
+                q.push_back((everything, NotifyEvent::Release))
+            })
         });
-        locked(&accel.closed, |c| {
-            if c.try_reserve(1).is_ok() {
-                c.push(self.ctx);
-            }
-        });
+        crate::mm::gfp::with_reserve(|| locked(&accel.closed, |c| c.push(self.ctx)));
         accel.kick_engine();
     }
 }
@@ -197,26 +190,27 @@ fn device_errno(e: DeviceError) -> Errno {
 fn run(accel: &Accel, command: Command) -> Result<Completion, Errno> {
     let id = {
         let mut dev = accel.lock_device_killable()?;
-        let id = dev.submit(command).map_err(|e| {
-            log::warn!("accelerator refused a command: {e:?}");
-            Errno::EBUSY
-        })?;
-        // Room for the completion too, taken now: the engine must never fail to file it.
+        // Room for the waiter and its completion first, while the device is ours (so no
+        // other submitter takes it): once submitted, a command must have its waiter, or
+        // its completion would stay in the device forever and fill its queue; and the
+        // engine must never fail to file a completion.
         let room = locked(&accel.waiters, |w| {
-            w.try_insert(id.0, Waiter::Waiting)?;
+            w.try_reserve(1)?;
             // Every command still waited for may finish before any is picked up.
-            let outstanding = w.len();
+            let outstanding = w.len() + 1;
             locked(&accel.done, |d| d.try_reserve(outstanding))
         });
-        if room.is_err() {
-            // The command runs anyway; nobody waits for it.
-            locked(&accel.waiters, |w| {
-                if let Some(state) = w.get_mut(&id.0) {
-                    *state = Waiter::Abandoned;
-                }
-            });
-            return Err(Errno::ENOMEM);
-        }
+        room.map_err(|NoMemory| Errno::ENOMEM)?;
+        let id = dev.submit(command).map_err(|e| {
+            static LIMIT: crate::klog::RateLimit =
+                crate::klog::RateLimit::new("accelerator refusals", 5000, 10);
+            if LIMIT.allow() {
+                log::warn!("accelerator refused a command: {e:?}");
+            }
+            Errno::EBUSY
+        })?;
+        let filed = locked(&accel.waiters, |w| w.try_insert(id.0, Waiter::Waiting));
+        debug_assert!(filed.is_ok(), "the room was taken before the submit");
         id
     };
     accel.kick_engine();

@@ -56,38 +56,26 @@ pub fn alarm(seconds: u32) -> Result<u64, Errno> {
     Ok(left.div_ceil(hz))
 }
 
-/// Every tick (interrupts off): send SIGALRM to processes whose alarm is due.
+/// Every tick (interrupts off): send SIGALRM to processes whose alarm is due, and re-arm
+/// interval timers in place. Allocates nothing: an interrupt has nobody to report ENOMEM
+/// to. (Lock order: the alarm list, then a process's lock and the run queue.)
 pub fn on_tick(now: u64) {
-    let mut due: Vec<Arc<Process>> = Vec::new();
-    {
-        let mut alarms = ALARMS.lock();
-        if alarms.iter().all(|(t, _)| *t > now) {
-            return;
-        }
-        alarms.retain(|(t, w)| {
-            if *t > now {
-                return true;
-            }
-            if let Some(p) = w.upgrade() {
-                if due.try_reserve(1).is_ok() {
-                    due.push(p);
-                }
-            }
-            false
-        });
+    let mut alarms = ALARMS.lock();
+    if alarms.iter().all(|(t, _)| *t > now) {
+        return;
     }
-    for p in due {
+    alarms.retain_mut(|(t, w)| {
+        if *t > now {
+            return true;
+        }
+        let Some(p) = w.upgrade() else {
+            return false;
+        };
         let interval = p.with(|i| {
             let s = &mut i.signals;
             s.alarm_at = (s.alarm_interval > 0).then(|| now.saturating_add(s.alarm_interval));
             s.alarm_interval
         });
-        if interval > 0 {
-            let mut alarms = ALARMS.lock();
-            if alarms.try_reserve(1).is_ok() {
-                alarms.push((now.saturating_add(interval), Arc::downgrade(&p)));
-            }
-        }
         send(
             &p,
             SigInfo {
@@ -98,5 +86,11 @@ pub fn on_tick(now: u64) {
                 status: 0,
             },
         );
-    }
+        if interval > 0 {
+            *t = now.saturating_add(interval);
+            true
+        } else {
+            false
+        }
+    });
 }

@@ -186,11 +186,9 @@ impl SigInfo {
             b[16..24].copy_from_slice(&self.addr.to_le_bytes());
         } else {
             b[16..20].copy_from_slice(&self.pid.to_le_bytes());
-            // si_uid: 0 (root) at 20..24.
-            if self.signo == SIGCHLD {
-                b[24..28].copy_from_slice(&self.status.to_le_bytes());
-                // si_utime, si_stime: 0.
-            }
+            // si_uid: 0 (root) at 20..24. A child's end (any exit signal): si_status;
+            // si_utime, si_stime stay 0. (0 for kill, where the field is si_value.)
+            b[24..28].copy_from_slice(&self.status.to_le_bytes());
         }
         b
     }
