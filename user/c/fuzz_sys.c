@@ -26,8 +26,10 @@
  * PROT_NONE guard pages, and fixture pages whose objects can end exactly at, or run
  * into, a PROT_NONE page), read-only code and data, kernel and non-canonical addresses,
  * and huge lengths; 32-bit arguments sometimes carry garbage in the upper half. Files:
- * /proc/ps, /proc/self/ptes, /proc/self/exe, /dev/console, /dev/hmm_dmirror0/1,
- * initramfs files, directories and bad paths. Every 500 calls the arena is mapped afresh;
+ * /proc/ps, /proc/self/ptes, /proc/self/exe, /proc/self/fail-nth, /dev/console,
+ * /dev/hmm_dmirror0/1, initramfs files, directories and bad paths, and pipes (always
+ * O_NONBLOCK: the worker holds both ends) with dup, dup2, dup3 and fcntl on all of them
+ * (never onto fds 0-2; F_SETFL keeps O_NONBLOCK). Every 500 calls the arena is mapped afresh;
  * at call 125000 and every 250000 calls after it (long runs only), one new mapping is
  * cut into as many VMAs as the kernel allows (65530). clone's exit signal is SIGCHLD, none,
  * a signal the worker handles, or one past the last signal (never sent); children are
@@ -48,9 +50,9 @@
  *     or when it has no child at all;
  *   - kill/tkill/tgkill: any signal to its own children (and their groups) and to pids
  *     that cannot exist; to itself, its group, everyone (-1) and its parent only signal
- *     0 or the signals it handles (SIGALRM, SIGUSR1, SIGVTALRM, SIGPROF); on Linux only
+ *     0 or the signals it handles (SIGALRM, SIGUSR1, SIGVTALRM, SIGPROF, SIGPIPE); on Linux only
  *     signal 0 to groups and -1 (the host's other processes are not ours);
- *   - rt_sigaction: SIGALRM/SIGUSR1/SIGVTALRM/SIGPROF get only a valid handler or
+ *   - rt_sigaction: SIGALRM/SIGUSR1/SIGVTALRM/SIGPROF/SIGPIPE get only a valid handler or
  *     SIG_IGN (never SA_RESETHAND), SIGCHLD a valid handler or SIG_DFL (no SIG_IGN or
  *     SA_NOCLDWAIT: its children must stay waitable), the fault signals only SIG_DFL
  *     (a fault the kernel injects must kill it visibly); any other signal gets anything;
@@ -244,6 +246,12 @@ static const char *sysname(long nr)
 	case 5: return "fstat";
 	case 8: return "lseek";
 	case 17: return "pread64";
+	case 22: return "pipe";
+	case 32: return "dup";
+	case 33: return "dup2";
+	case 72: return "fcntl";
+	case 292: return "dup3";
+	case 293: return "pipe2";
 	case 9: return "mmap";
 	case 10: return "mprotect";
 	case 11: return "munmap";
@@ -846,6 +854,79 @@ static uint64_t v_pos(void)
 static void op_pread64(void) { sc(SYS_pread64, fd_for_read(), v_ptr(), v_len(), v_pos(), 0, 0); }
 static void op_lseek(void) { sc(SYS_lseek, fd_any(1), v_pos(), garb(below(5)), 0, 0, 0); }
 
+static long fail_fd = -1; /* see one_call_maybe_failing */
+
+/*
+ * Pipes and descriptors. The fuzz's pipes are always O_NONBLOCK (F_SETFL keeps it set):
+ * the worker holds both ends, so a read of an empty pipe or a write to a full one would
+ * wait forever. New descriptors never land on 0-2 or on the fail-nth file.
+ */
+static void track_new_fd(long r, long from)
+{
+	if (r < 0)
+		return;
+	if (r <= 2 || r == fail_fd || nfdt >= 64) {
+		if (r > 2 && r != fail_fd)
+			sc(SYS_close, r, 0, 0, 0, 0, 0);
+		return;
+	}
+	int i = fdt_find((int)from);
+	fdt_add((int)r, from <= 2 ? FK_CONSOLE : i >= 0 ? fdt[i].kind : FK_OTHER);
+}
+
+static uint64_t v_newfd(void)
+{
+	uint64_t k = below(100);
+	if (k < 40 && nfdt) {
+		int fd = fdt[below((uint64_t)nfdt)].fd;
+		if (fd > 2 && fd != fail_fd)
+			return (uint64_t)fd;
+	}
+	uint64_t fd = k < 85 ? 20 + below(44) : bad_fd();
+	return fd == (uint64_t)fail_fd || fd <= 2 ? 64 : fd;
+}
+
+static void op_pipe2(void)
+{
+	static int pfd[2];
+	uint64_t flags = 04000 /* O_NONBLOCK */ | (chance(50) ? 02000000 /* O_CLOEXEC */ : 0) |
+			 (chance(10) ? 040000 /* O_DIRECT */ : 0) | (chance(5) ? 1ULL << below(32) : 0);
+	uint64_t ptr = chance(95) ? (uint64_t)(uintptr_t)pfd : definitely_bad();
+	pfd[0] = pfd[1] = -1;
+	if (sc(SYS_pipe2, ptr, flags, 0, 0, 0, 0) == 0 && ptr == (uint64_t)(uintptr_t)pfd) {
+		track_new_fd(pfd[0], -1);
+		track_new_fd(pfd[1], -1);
+	}
+}
+
+static void op_dup(void)
+{
+	uint64_t old = fd_any(1);
+	track_new_fd(sc(SYS_dup, old, 0, 0, 0, 0, 0), (long)(int32_t)old);
+}
+
+static void op_dup2(void)
+{
+	uint64_t old = fd_any(1), nw = v_newfd();
+	long r = chance(50) ? sc(SYS_dup2, old, nw, 0, 0, 0, 0)
+			    : sc(SYS_dup3, old, nw, chance(80) ? 02000000 : garb(rnd() & 0xffffffff), 0, 0, 0);
+	track_new_fd(r, (long)(int32_t)old);
+}
+
+static void op_fcntl(void)
+{
+	static const uint64_t cmds[] = { 0, 1, 2, 3, 4, 1030, 5, 1024, 0xffff };
+	uint64_t fd = fd_any(1), cmd = PICK(cmds);
+	uint64_t arg = cmd == 4 ? (rnd() | 04000) /* F_SETFL: never clear O_NONBLOCK */
+		     : cmd == 0 || cmd == 1030 ? (chance(80) ? 20 + below(50) : v_int())
+		     : rnd();
+	if (cmd == 4 && (uint32_t)fd <= 2)
+		return; /* the console stays as the supervisor has it */
+	long r = sc(SYS_fcntl, fd, garb(cmd), arg, 0, 0, 0);
+	if (cmd == 0 || cmd == 1030)
+		track_new_fd(r, (long)(int32_t)fd);
+}
+
 static void op_newfstatat(void)
 {
 	static const uint64_t flags[] = { 0, 0x1000, 0x100, 0x800, 0x1100, 0x2, 0xffffffff };
@@ -1080,7 +1161,10 @@ static void op_brk(void)
 
 /* --- signals ----------------------------------------------------------------------- */
 
-static int sig_handled(int s) { return s == SIGALRM || s == SIGUSR1 || s == SIGVTALRM || s == SIGPROF; }
+static int sig_handled(int s)
+{
+	return s == SIGALRM || s == SIGUSR1 || s == SIGVTALRM || s == SIGPROF || s == SIGPIPE;
+}
 static int sig_fault(int s)
 {
 	return s == SIGSEGV || s == SIGBUS || s == SIGILL || s == SIGFPE || s == SIGTRAP || s == SIGSYS;
@@ -1857,6 +1941,10 @@ static const struct op ops[] = {
 	{ op_fstat, 20, 0 },
 	{ op_pread64, 20, 0 },
 	{ op_lseek, 15, 0 },
+	{ op_pipe2, 10, 0 },
+	{ op_dup, 8, 0 },
+	{ op_dup2, 10, 0 },
+	{ op_fcntl, 12, 0 },
 	{ op_newfstatat, 20, 0 },
 	{ op_readlink, 10, 0 },
 	{ op_mmap, 60, 0 },
@@ -1950,10 +2038,11 @@ static void child_main(uint64_t parent_call, int slot)
 
 static void install_handlers(void)
 {
-	int sigs[] = { SIGALRM, SIGUSR1, SIGVTALRM, SIGPROF };
+	/* SIGPIPE too: a write to a pipe whose reader the fuzz closed sends it */
+	int sigs[] = { SIGALRM, SIGUSR1, SIGVTALRM, SIGPROF, SIGPIPE };
 	struct ksigaction a = { (uint64_t)(uintptr_t)on_sig, K_SA_RESTORER | 0x10000000,
 				(uint64_t)(uintptr_t)fz_restorer, 0 };
-	for (unsigned i = 0; i < 4; i++)
+	for (unsigned i = 0; i < 5; i++)
 		ksys4(SYS_rt_sigaction, sigs[i], &a, 0, 8);
 }
 
@@ -2061,7 +2150,6 @@ static void print_stats(uint64_t n)
  * after. The choice has a random stream of its own, so a call's arguments are the same
  * with injection or without. Absent on a kernel without fault injection.
  */
-static long fail_fd = -1;
 static int fail_supported;
 
 static void fail_nth_write(unsigned n)
@@ -2255,8 +2343,8 @@ int main(int argc, char **argv, char **envp)
 	sh = (struct shared *)r;
 	prefault();
 	/* the worker may send the handled signals to its group and to everyone: ignore them */
-	int ign[] = { SIGALRM, SIGUSR1, SIGVTALRM, SIGPROF };
-	for (unsigned i = 0; i < 4; i++) {
+	int ign[] = { SIGALRM, SIGUSR1, SIGVTALRM, SIGPROF, SIGPIPE };
+	for (unsigned i = 0; i < 5; i++) {
 		struct ksigaction a = { (uint64_t)SIG_IGN, 0, 0, 0 };
 		ksys4(SYS_rt_sigaction, ign[i], &a, 0, 8);
 	}

@@ -61,6 +61,17 @@ static AREA: Lazy<Mutex<Area>> = Lazy::new(|| {
     })
 });
 
+/// How many kernel stacks exist (for the power-off leak report).
+pub fn in_use() -> usize {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        AREA.lock()
+            .used
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
+    })
+}
+
 /// Why a kernel stack could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KstackError {

@@ -11,7 +11,8 @@ use x86_64::VirtAddr;
 
 use super::{
     frame, lookup, qemu, sched, serial_println, signal, table, ExitCode, ExitStatus, Pid,
-    ProcTable, Process, State, BOOT_FREE_FRAMES, BOOT_HEAP_FRAMES, POWER_OFF, SIGCHLD, SIGKILL,
+    ProcTable, Process, State, BOOT_FREE_FRAMES, BOOT_HEAP_FRAMES, KTHREADS, POWER_OFF, SIGCHLD,
+    SIGKILL,
 };
 use crate::error::Errno;
 
@@ -255,6 +256,50 @@ pub fn power_off_requested() -> bool {
     POWER_OFF.load(Ordering::Acquire) != 0
 }
 
+/// Tick until which the processes still alive at power-off may run to their end (0:
+/// not started).
+static DRAIN_UNTIL: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// How long they may take (2 s).
+const DRAIN_TICKS: u64 = 2000;
+
+/// Called by the scheduler loop, between two processes, once power-off is requested: the
+/// first time, every process still alive gets SIGKILL (as a system's shutdown kills what
+/// is left); once none is left, or after [`DRAIN_TICKS`], power off. Processes must end
+/// by themselves, on their own stack: the references their kernel stacks hold (a
+/// `current()` taken in a syscall, a wait-queue entry) go only as they return.
+pub fn power_off_step() {
+    let now = crate::arch::x86_64::interrupts::ticks();
+    let first = DRAIN_UNTIL.load(Ordering::Relaxed) == 0;
+    if first {
+        DRAIN_UNTIL.store(now + DRAIN_TICKS, Ordering::Relaxed);
+    }
+    let alive = interrupts::without_interrupts(|| {
+        table(|t| {
+            let mut alive = 0;
+            for p in t.values() {
+                if !p.with(|i| matches!(i.state, State::Zombie(_))) {
+                    alive += 1;
+                    if first {
+                        let info = signal::SigInfo {
+                            signo: SIGKILL,
+                            code: signal::SI_KERNEL,
+                            pid: 0,
+                            addr: 0,
+                            status: 0,
+                        };
+                        signal::send(p, info);
+                    }
+                }
+            }
+            alive
+        })
+    });
+    if alive == 0 || now >= DRAIN_UNTIL.load(Ordering::Relaxed) {
+        power_off_now();
+    }
+}
+
 /// Tear down every process, check that every frame came back, print the status line
 /// the runner reads, and leave QEMU. Runs on the scheduler's stack.
 pub fn power_off_now() -> ! {
@@ -264,6 +309,16 @@ pub fn power_off_now() -> ! {
     sched::clear_all();
     let all: Vec<Arc<Process>> = table(ProcTable::take_all);
     for p in &all {
+        let (state, refs) = (p.with(|i| i.state), Arc::strong_count(p));
+        if !matches!(state, State::Zombie(_)) {
+            p.with(|i| {
+                serial_println!(
+                    "[kernel] power off: pid {} ({}) still {state:?} ({refs} references)",
+                    p.pid,
+                    i.name
+                )
+            });
+        }
         let (aspace, files) = p.with(|i| (i.aspace.take(), core::mem::take(&mut i.files)));
         drop(aspace);
         drop(files);
@@ -283,8 +338,13 @@ pub fn power_off_now() -> ! {
             "[kernel] all processes gone; {after} free frames, as before init{note}: no leak"
         );
     } else {
+        // What still holds memory: kernel stacks beyond the kernel threads' are processes
+        // somebody still references.
+        let stacks = crate::mm::kstack::in_use();
+        let kthreads = KTHREADS.with(|k| k.len());
         serial_println!(
-            "[kernel] LEAK: {before} free frames before init, {after} after every process is gone"
+            "[kernel] LEAK: {before} free frames before init, {after} after every process is gone ({} kernel stacks still mapped besides the {kthreads} kernel threads'; heap grew by {heap_grew} frames)",
+            stacks.saturating_sub(kthreads)
         );
     }
     serial_println!("[kernel] power off: init exited with status {status}");

@@ -39,7 +39,8 @@ pub type Pid = u32;
 
 pub use exit::{
     current_killed, exit_current, exit_if_killed, power_off_now, power_off_requested,
-    request_power_off, signal_current_for_fault, wait, WaitChildren, WaitFor, WaitMode,
+    power_off_step, request_power_off, signal_current_for_fault, wait, WaitChildren, WaitFor,
+    WaitMode,
 };
 pub use group::{getpgid_getsid, kill, setpgid, setsid, KillTarget};
 pub use signal::{SIGABRT, SIGALRM, SIGBUS, SIGCHLD, SIGFPE, SIGILL, SIGKILL, SIGSEGV, SIGTRAP};
@@ -342,7 +343,8 @@ fn kstack_error(e: KstackError) -> Errno {
 
 /// Kernel threads: not in the process table (they are not user processes and live
 /// until power-off), so they never count against the leak check.
-static KTHREADS: SpinLock<Vec<Arc<Process>>> = SpinLock::new("kernel threads", Vec::new());
+pub(super) static KTHREADS: SpinLock<Vec<Arc<Process>>> =
+    SpinLock::new("kernel threads", Vec::new());
 
 /// Start a kernel thread named `name` running `entry` (with interrupts off at entry:
 /// the body enables them). It has no address space and runs only kernel code; like

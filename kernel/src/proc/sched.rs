@@ -141,7 +141,7 @@ pub fn run() -> ! {
         let next = locked(&RUN_QUEUE, |q| q.pop_front());
         let Some(p) = next else {
             if super::power_off_requested() {
-                super::power_off_now();
+                super::power_off_step();
             }
             // Nothing to run: sleep until the next interrupt (which may wake someone).
             interrupts::enable_and_hlt();
@@ -165,7 +165,7 @@ pub fn run() -> ! {
         let prev = locked(&CURRENT, |c| c.take());
         drop(prev);
         if super::power_off_requested() {
-            super::power_off_now();
+            super::power_off_step();
         }
     }
 }
