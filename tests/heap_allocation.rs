@@ -58,29 +58,44 @@ fn long_lived_survives() {
     assert_eq!(*long_lived, 0xdead_beef);
 }
 
-/// The heap grows on demand: one allocation bigger than the whole initial heap succeeds
-/// (frames are mapped at the heap's top), its contents are what was written, and the
-/// heap's size went up by at least that much.
+/// The heap grows on demand: small allocations adding up to more than the whole initial
+/// heap succeed (frames are mapped at the heap's top), their contents are what was
+/// written, and the heap's size went up.
 #[test_case]
 fn heap_grows_past_its_initial_size() {
     let before = heap::size();
-    let n = (HEAP_SIZE as usize) + 4 * 1024 * 1024; // 20 MiB > the 16 MiB we start with
-    let mut v: alloc::vec::Vec<u8> = alloc::vec::Vec::new();
-    v.try_reserve_exact(n)
-        .expect("a 20 MiB allocation did not fit: the heap did not grow");
-    v.resize(n, 0xa5);
-    assert!(v.iter().step_by(4096).all(|&b| b == 0xa5));
+    let chunks = fill_heap(HEAP_SIZE as usize + 4 * 1024 * 1024, 0xa5);
+    assert!(chunks
+        .iter()
+        .all(|c| c.iter().step_by(4096).all(|&b| b == 0xa5)));
     let after = heap::size();
     kernel::serial_println!(
-        "(heap {} KiB -> {} KiB for a {} KiB allocation)",
+        "(heap {} KiB -> {} KiB for {} chunks of {} KiB)",
         before / 1024,
         after / 1024,
-        n / 1024
+        chunks.len(),
+        CHUNK / 1024
     );
-    assert!(
-        after >= before + n as u64 - HEAP_SIZE,
-        "the heap did not grow"
-    );
+    assert!(after > before, "the heap did not grow");
+}
+
+/// Small enough for the heap (below `heap::LARGE`).
+const CHUNK: usize = 32 * 1024;
+
+/// `total` bytes in heap-sized chunks filled with `byte`.
+fn fill_heap(total: usize, byte: u8) -> Vec<Box<[u8]>> {
+    let mut chunks = Vec::new();
+    chunks
+        .try_reserve(total / CHUNK)
+        .expect("room for the list");
+    for _ in 0..total / CHUNK {
+        let mut c = Vec::new();
+        c.try_reserve_exact(CHUNK)
+            .expect("a chunk did not fit: the heap did not grow");
+        c.resize(CHUNK, byte);
+        chunks.push(c.into_boxed_slice());
+    }
+    chunks
 }
 
 /// What the heap took to grow is all counted as the heap's (`heap::frames`, which the
@@ -94,11 +109,9 @@ fn heap_growth_counts_its_page_tables() {
         heap::frames(),
         heap::size(),
     );
-    let n = 64 * 1024 * 1024; // more than the heap holds free: it must grow
-    let mut v: Vec<u8> = Vec::new();
-    v.try_reserve_exact(n)
-        .expect("the heap did not grow to 64 MiB");
-    drop(v);
+    // More than the heap holds free: it must grow.
+    let chunks = fill_heap(64 * 1024 * 1024, 1);
+    drop(chunks);
     let (free1, heap1, size1) = (
         kernel::mm::frame::free_frames(),
         heap::frames(),
@@ -121,4 +134,33 @@ fn heap_growth_counts_its_page_tables() {
         heap1 - heap0 > pages,
         "the page tables mapping the growth are not counted"
     );
+}
+
+/// A large allocation (at least `heap::LARGE`) gets pages of its own and gives them back
+/// when freed: free memory returns exactly, and the heap does not grow for it.
+#[test_case]
+fn large_allocations_give_their_frames_back() {
+    let (free0, size0) = (kernel::mm::frame::free_frames(), heap::size());
+    for round in 0..3 {
+        let n = 48 * 1024 * 1024; // three times the initial heap
+        let mut v: Vec<u8> = Vec::new();
+        v.try_reserve_exact(n).expect("a 48 MiB allocation failed");
+        v.resize(n, round as u8 + 1);
+        assert!(v.iter().step_by(4096).all(|&b| b == round as u8 + 1));
+        let during = kernel::mm::frame::free_frames();
+        drop(v);
+        serial_println!(
+            "(round {round}: 48 MiB took {} frames; after free: {} frames free, as before: {})",
+            free0 - during,
+            kernel::mm::frame::free_frames(),
+            free0
+        );
+        assert!(free0 - during >= n / 4096, "the pages were not mapped");
+    }
+    assert_eq!(
+        kernel::mm::frame::free_frames(),
+        free0,
+        "frames did not come back"
+    );
+    assert_eq!(heap::size(), size0, "the heap grew for a large allocation");
 }

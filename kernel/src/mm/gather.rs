@@ -58,6 +58,15 @@ pub struct Gather<'a> {
     end: VirtAddr,
     frames: Vec<Frame>,
     finished: bool,
+    batch: Batch,
+}
+
+/// Whether a gather collects its frames or frees each at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    Collect,
+    /// For kernel-only mappings inside the allocator, where collecting would allocate.
+    FreeAtOnce,
 }
 
 impl<'a> Gather<'a> {
@@ -70,7 +79,18 @@ impl<'a> Gather<'a> {
             end,
             frames: Vec::new(),
             finished: false,
+            batch: Batch::Collect,
         }
+    }
+
+    /// Start changing [start, end) of a kernel-only mapping that no device can mirror
+    /// (the heap's large allocations): each frame is freed as soon as its entry is gone
+    /// (the cursor flushed this CPU's TLB entry; with several CPUs this needs the
+    /// shootdown first). Allocates nothing, so the heap itself can use it.
+    pub fn begin_kernel_unbatched(start: VirtAddr, end: VirtAddr) -> Gather<'static> {
+        let mut gather = Gather::begin(&NoDevices, start, end);
+        gather.batch = Batch::FreeAtOnce;
+        gather
     }
 
     /// The range this change covers.
@@ -87,7 +107,9 @@ impl<'a> Gather<'a> {
             self.start,
             self.end
         );
-        if self.frames.try_reserve(1).is_ok() {
+        if self.batch == Batch::FreeAtOnce {
+            drop(frame); // kernel memory: no device translation can name it
+        } else if self.frames.try_reserve(1).is_ok() {
             self.frames.push(frame);
         } else {
             // No memory to batch: the devices were told already (begin) and the cursor

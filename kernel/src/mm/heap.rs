@@ -7,6 +7,13 @@
 //! [`HEAP_MAX`]. So the heap is not a fixed 16 MiB any more: it runs out only when
 //! physical memory does, and then an allocation fails (a caller that can fail answers
 //! ENOMEM) instead of the heap being exhausted first.
+//!
+//! **Large allocations** (at least [`LARGE`], 64 KiB: a process's VMA list with
+//! thousands of entries, a pipe's ring, a copied ELF image) do not come from the heap but
+//! from pages of their own, mapped in slots above the heap in the same area and unmapped,
+//! their frames back with the frame allocator, when freed (Linux `kvmalloc` falling back
+//! to `vmalloc`). The heap cannot shrink (`linked_list_allocator` has no way to give
+//! its top back), so without this a program could move hundreds of MiB into it for good.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +23,7 @@ use x86_64::structures::paging::PageTableFlags;
 use x86_64::VirtAddr;
 
 use super::frame::Frame;
+use super::gather::Gather;
 use super::page_table::{PageTable, HEAP_AREA_START};
 use super::{gfp, MmError, PAGE_SIZE};
 
@@ -25,6 +33,27 @@ pub const HEAP_INITIAL: u64 = 16 * 1024 * 1024;
 pub const HEAP_MAX: u64 = 256 * 1024 * 1024;
 /// Growth step: at least this much is mapped at once.
 const GROW_MIN: u64 = 1024 * 1024;
+/// Allocations of at least this many bytes get pages of their own (see the module
+/// comment).
+pub const LARGE: usize = 64 * 1024;
+/// Where the large allocations' slots start: 256 GiB into the heap area (whose first
+/// [`HEAP_MAX`] the heap uses).
+const LARGE_START: u64 = HEAP_AREA_START + (256 << 30);
+/// One slot: the most one large allocation may be (256 MiB).
+const SLOT_BYTES: u64 = 256 << 20;
+/// Slots (256 GiB of address space; the area has 512).
+const SLOTS: usize = 1024;
+
+/// Which slots are in use, and how many pages each maps.
+struct Slots {
+    used: [u64; SLOTS / 64],
+    pages: [u32; SLOTS],
+}
+
+static LARGE_SLOTS: spin::Mutex<Slots> = spin::Mutex::new(Slots {
+    used: [0; SLOTS / 64],
+    pages: [0; SLOTS],
+});
 
 /// The heap's lock is a spin lock; an interrupt handler that allocates (the timer wakes
 /// sleepers into a `Vec`) while the interrupted code holds it would spin forever. So
@@ -39,6 +68,9 @@ unsafe impl GlobalAlloc for InterruptSafeHeap {
         let kind = gfp::current_kind();
         if gfp::should_fail(kind) {
             return core::ptr::null_mut();
+        }
+        if layout.size() >= LARGE {
+            return without_interrupts(|| alloc_large(layout, kind));
         }
         without_interrupts(|| {
             // SAFETY: same contract as ours (caller's layout is valid).
@@ -64,6 +96,9 @@ unsafe impl GlobalAlloc for InterruptSafeHeap {
         })
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout.size() >= LARGE {
+            return without_interrupts(|| free_large(ptr as u64));
+        }
         // SAFETY: same contract as ours (ptr came from alloc with this layout).
         without_interrupts(|| unsafe { self.0.dealloc(ptr, layout) })
     }
@@ -114,6 +149,82 @@ fn map_more(bytes: u64, kind: gfp::Kind) -> Result<u64, MmError> {
     let taken = free_before.saturating_sub(super::frame::free_frames());
     FRAMES.fetch_add(taken as u64, Ordering::Relaxed);
     Ok(done)
+}
+
+/// A large allocation: a free slot with `layout.size()` bytes of fresh frames mapped at
+/// its start (slots are 256 MiB-aligned, so any alignment up to that holds); null if
+/// there is no slot or not enough frames (an allocation of `kind`).
+fn alloc_large(layout: Layout, kind: gfp::Kind) -> *mut u8 {
+    let bytes = (layout.size() as u64).next_multiple_of(PAGE_SIZE);
+    if bytes > SLOT_BYTES || layout.align() as u64 > SLOT_BYTES {
+        return core::ptr::null_mut();
+    }
+    let slot = {
+        let mut slots = LARGE_SLOTS.lock();
+        let Some((word, bits)) = slots
+            .used
+            .iter_mut()
+            .enumerate()
+            .find(|(_, w)| **w != u64::MAX)
+        else {
+            return core::ptr::null_mut();
+        };
+        let bit = bits.trailing_ones() as usize;
+        *bits |= 1 << bit;
+        let slot = word * 64 + bit;
+        slots.pages[slot] = (bytes / PAGE_SIZE) as u32;
+        slot
+    };
+    let start = LARGE_START + slot as u64 * SLOT_BYTES;
+    // The allocation was asked already: its frames and page tables are not injected again.
+    match gfp::without_injection(|| map_large(start, bytes, kind)) {
+        Ok(()) => start as *mut u8,
+        Err(_) => {
+            release_slot(slot);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// Map `bytes` of fresh frames at `start`; on failure nothing stays mapped.
+fn map_large(start: u64, bytes: u64, kind: gfp::Kind) -> Result<(), MmError> {
+    let area = AREA.get().ok_or(MmError::NoMemory)?;
+    let mut table = area.lock();
+    let (from, to) = (VirtAddr::new(start), VirtAddr::new(start + bytes));
+    let mut cursor = table.cursor(from, to)?;
+    let flags = PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE;
+    let mut done = 0;
+    while done < bytes {
+        let mapped = Frame::alloc_of(kind).and_then(|f| cursor.map(from + done, f, flags));
+        if let Err(e) = mapped {
+            cursor.unmap_all(&mut Gather::begin_kernel_unbatched(from, to));
+            return Err(e);
+        }
+        done += PAGE_SIZE;
+    }
+    Ok(())
+}
+
+/// Give a large allocation's frames back and free its slot.
+fn free_large(ptr: u64) {
+    let slot = ((ptr - LARGE_START) / SLOT_BYTES) as usize;
+    debug_assert!(slot < SLOTS && ptr == LARGE_START + slot as u64 * SLOT_BYTES);
+    let pages = u64::from(LARGE_SLOTS.lock().pages[slot]);
+    if let Some(area) = AREA.get() {
+        let mut table = area.lock();
+        let (from, to) = (VirtAddr::new(ptr), VirtAddr::new(ptr + pages * PAGE_SIZE));
+        let mut cursor = table
+            .cursor(from, to)
+            .expect("a large allocation lies in the heap area");
+        cursor.unmap_all(&mut Gather::begin_kernel_unbatched(from, to));
+    }
+    release_slot(slot);
+}
+
+fn release_slot(slot: usize) {
+    let mut slots = LARGE_SLOTS.lock();
+    slots.used[slot / 64] &= !(1 << (slot % 64));
+    slots.pages[slot] = 0;
 }
 
 /// Grow the heap by at least `bytes` (Linux has no such thing: its allocators take pages
