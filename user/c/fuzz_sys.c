@@ -633,7 +633,8 @@ static void fdt_del(int fd)
 /* An fd that is not open (or out of range). */
 static uint64_t bad_fd(void)
 {
-	static const int64_t bad[] = { -1, 64, 1000, 0x7fffffff, -0x80000000L, 63, 4096, -100 };
+	/* (Not 63: dup2 and F_DUPFD may make any fd below 64, a console among them.) */
+	static const int64_t bad[] = { -1, 64, 1000, 0x7fffffff, -0x80000000L, 65, 4096, -100 };
 	if (chance(50)) {
 		for (int tries = 0; tries < 8; tries++) {
 			int fd = 3 + (int)below(61);
