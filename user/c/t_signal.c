@@ -519,7 +519,50 @@ static int t_wait_options(void)
 	return 0;
 }
 
+/*
+ * A temporary mask (Linux saved_sigmask): sigsuspend and ppoll unblock SIGUSR1 for the
+ * wait only; the pending signal's handler runs, the call returns EINTR, and SIGUSR1 is
+ * blocked again afterwards. (ppoll used to put the old mask back before delivery: the
+ * signal stayed pending and blocked, and the restarted call looped.)
+ */
+static int temp_mask_case(int use_ppoll)
+{
+	sigset_t block, empty, now;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigemptyset(&empty);
+	KT_CHECK(sigprocmask(SIG_BLOCK, &block, NULL) == 0, "sigprocmask: %s", strerror(errno));
+	got_sig = 0;
+	KT_CHECK(install(SIGUSR1, record, 0) == 0, "sigaction: %s", strerror(errno));
+	kill(getpid(), SIGUSR1); /* pending, blocked */
+	KT_CHECK(got_sig == 0, "a blocked SIGUSR1 was delivered");
+	int r, e;
+	if (use_ppoll) {
+		struct timespec ts = { 2, 0 };
+		r = ppoll(NULL, 0, &ts, &empty);
+	} else {
+		r = sigsuspend(&empty);
+	}
+	e = errno;
+	sigprocmask(SIG_BLOCK, NULL, &now);
+	int blocked_again = sigismember(&now, SIGUSR1);
+	sigprocmask(SIG_UNBLOCK, &block, NULL);
+	signal(SIGUSR1, SIG_DFL);
+	kout("# %s with SIGUSR1 unblocked for the wait: returned %d (%s), handler ran: %s, blocked again: %s\n",
+	     use_ppoll ? "ppoll" : "sigsuspend", r, strerror(e), got_sig == SIGUSR1 ? "yes" : "no",
+	     blocked_again ? "yes" : "no");
+	KT_CHECK(r == -1 && e == EINTR, "returned %d (%s), want EINTR", r, strerror(e));
+	KT_CHECK(got_sig == SIGUSR1, "the handler did not run");
+	KT_CHECK(blocked_again, "SIGUSR1 is not blocked again after the call");
+	return 0;
+}
+
+static int t_sigsuspend(void) { return temp_mask_case(0); }
+static int t_ppoll_mask(void) { return temp_mask_case(1); }
+
 static const struct ktest tests[] = {
+	{ "signal::sigsuspend_unblocks_for_the_wait", t_sigsuspend, 0 },
+	{ "signal::ppoll_mask_until_the_handler", t_ppoll_mask, 0 },
 	{ "signal::sigchld_reports_child_exit", t_sigchld_reports, 0 },
 	{ "signal::sigchld_ignored_autoreaps", t_sigchld_ignored_autoreaps, 0 },
 	{ "signal::wait4_options_as_linux", t_wait_options, 0 },

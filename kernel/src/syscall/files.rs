@@ -267,11 +267,16 @@ pub fn ppoll(args: Args) -> SysResult {
     if size != 8 {
         return Err(Errno::EINVAL);
     }
-    let new = crate::proc::signal::SigSet(uaccess::read_u64(mask)?).without_unblockable();
+    // In force until the call returns, or, if a signal cuts it short, until that signal's
+    // handler is set up (Linux `restore_saved_sigmask_unless`): the race-free pattern of
+    // ppoll/pselect depends on it.
+    let new = crate::proc::signal::SigSet(uaccess::read_u64(mask)?);
     let p = sched::current();
-    let old = p.with(|i| core::mem::replace(&mut i.signals.blocked, new));
+    p.with(|i| i.signals.set_temporary_mask(new));
     let r = poll_fds(args.ptr(0), u64::from(args.uint(1)), timeout);
-    p.with(|i| i.signals.blocked = old);
+    if r != Err(Errno::ERESTARTNOHAND) {
+        p.with(|i| i.signals.restore_saved_mask());
+    }
     r
 }
 

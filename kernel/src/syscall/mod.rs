@@ -74,6 +74,7 @@
 //! - 121 `getpgid(pid_t pid)`: pid
 //! - 124 `getsid(pid_t pid)`: pid
 //! - 127 `rt_sigpending(sigset_t *set, size_t sigsetsize)`
+//! - 130 `rt_sigsuspend(sigset_t *unewset, size_t sigsetsize)`
 //! - 158 `arch_prctl(int option, unsigned long arg2)`: option
 //! - 169 `reboot(int magic1, int magic2, unsigned int cmd, void *arg)`: magic1, magic2,
 //!   cmd (arg is unused)
@@ -161,6 +162,7 @@ pub mod nr {
     pub const GETPGRP: u64 = 111;
     pub const SETSID: u64 = 112;
     pub const RT_SIGPENDING: u64 = 127;
+    pub const RT_SIGSUSPEND: u64 = 130;
     pub const GETPGID: u64 = 121;
     pub const GETSID: u64 = 124;
     pub const ARCH_PRCTL: u64 = 158;
@@ -287,6 +289,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::GETITIMER => signal::getitimer(args),
         nr::SETITIMER => signal::setitimer(args),
         nr::PAUSE => signal::pause(),
+        nr::RT_SIGSUSPEND => signal::rt_sigsuspend(args),
         nr::SETPGID => signal::setpgid(args),
         nr::GETPGID => signal::getpgid(args),
         nr::GETPGRP => signal::getpgrp(),

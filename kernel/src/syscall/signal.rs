@@ -220,6 +220,18 @@ pub fn pause() -> SysResult {
     Err(Errno::ERESTARTNOHAND)
 }
 
+/// rt_sigsuspend(mask, sigsetsize): wait for a signal with `mask` in force (SIGKILL and
+/// SIGSTOP stay unblocked); always EINTR, after the handler, which runs with `mask` and
+/// returns to the mask from before (Linux `sys_rt_sigsuspend`: `saved_sigmask`).
+pub fn rt_sigsuspend(args: Args) -> SysResult {
+    if args.ulong(1) != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let mask = signal::SigSet(uaccess::read_u64(args.ptr(0))?);
+    sched::current().with(|i| i.signals.set_temporary_mask(mask));
+    pause()
+}
+
 /// setpgid(pid, pgid)
 pub fn setpgid(args: Args) -> SysResult {
     let (pid, pgid) = (args.int(0), args.int(1));

@@ -205,6 +205,10 @@ pub struct Signals {
     pub alarm_at: Option<u64>,
     /// The real timer's reload value in ticks (0: one-shot).
     pub alarm_interval: u64,
+    /// The mask to go back to once a temporary one (`rt_sigsuspend`, `ppoll`'s) has
+    /// done its job (Linux `saved_sigmask`): a handler's frame gets it, so `rt_sigreturn`
+    /// restores it; with no handler, the way back to user mode does.
+    saved_mask: Option<SigSet>,
 }
 
 impl Default for Signals {
@@ -216,6 +220,7 @@ impl Default for Signals {
             info: [SigInfo::default(); NSIG as usize],
             alarm_at: None,
             alarm_interval: 0,
+            saved_mask: None,
         }
     }
 }
@@ -228,7 +233,26 @@ impl Signals {
             pending: SigSet::default(),
             alarm_at: None,
             alarm_interval: 0,
+            blocked: self.saved_mask.unwrap_or(self.blocked),
+            saved_mask: None,
             ..self.clone()
+        }
+    }
+
+    /// Put `mask` in force until a signal is handled or the syscall returns (Linux
+    /// `set_user_sigmask`): the mask in force now is kept to go back to.
+    pub fn set_temporary_mask(&mut self, mask: SigSet) {
+        if self.saved_mask.is_none() {
+            self.saved_mask = Some(self.blocked);
+        }
+        self.blocked = mask.without_unblockable();
+    }
+
+    /// Go back to the mask a temporary one replaced, if any (Linux
+    /// `restore_saved_sigmask`).
+    pub fn restore_saved_mask(&mut self) {
+        if let Some(m) = self.saved_mask.take() {
+            self.blocked = m;
         }
     }
 
@@ -388,8 +412,9 @@ pub fn deliver(frame: &mut TrapFrame) {
     }
     if !matches!(outcome, Outcome::Handled) {
         // No handler ran: an interrupted syscall starts again (Linux -ERESTARTSYS with
-        // no handler, or an ignored signal).
+        // no handler, or an ignored signal), and a temporary mask ends here.
         restart_if_interrupted(frame, Next::NoHandler);
+        sched::current().with(|i| i.signals.restore_saved_mask());
     }
 }
 
@@ -460,7 +485,12 @@ fn deliver_one(frame: &mut TrapFrame) -> Outcome {
                     Restart::No
                 };
                 restart_if_interrupted(frame, Next::Handler(restart));
-                let old_mask = p.with(|i| i.signals.blocked);
+                // The frame keeps the mask to return to: the one a temporary mask
+                // (rt_sigsuspend, ppoll) replaced, else the current one.
+                let old_mask = p.with(|i| {
+                    let s = &mut i.signals;
+                    s.saved_mask.take().unwrap_or(s.blocked)
+                });
                 if setup_frame(frame, &info, &action, old_mask).is_err() {
                     // The frame cannot be written (Linux `force_sigsegv`): SIGSEGV with
                     // the default action, delivered next.
