@@ -14,8 +14,9 @@
 //! Locks: readers are serialized by one sleeping mutex, writers by another (Linux holds
 //! one `pipe->mutex` for both), so a reader can copy to user memory, which may fault and
 //! sleep, with the data still in the ring and take it out only once it was delivered.
-//! The ring itself is behind a spinlock, which the wait conditions read with interrupts
-//! off.
+//! Neither is held while waiting (Linux drops `pipe->mutex` to wait): a waiting reader or
+//! writer never holds up another. The ring itself is behind a spinlock, which the wait
+//! conditions read with interrupts off.
 
 #![forbid(unsafe_code)]
 
@@ -144,14 +145,17 @@ impl PipeEnd {
             return Ok(0);
         }
         let p = &self.pipe;
-        let _readers = p
-            .read_lock
-            .lock_killable()
-            .map_err(|_| Errno::ERESTARTSYS)?;
-        loop {
+        // Wait for data without holding the readers' lock (as Linux's pipe_read drops
+        // pipe->mutex to wait): a reader waiting on an empty pipe must not hold up
+        // another, a non-blocking one above all.
+        let _readers = loop {
+            let guard = p
+                .read_lock
+                .lock_killable()
+                .map_err(|_| Errno::ERESTARTSYS)?;
             let (len, writers) = p.ring.with(|r| (r.len, r.writers));
             if len > 0 {
-                break;
+                break guard;
             }
             if writers == 0 {
                 return Ok(0); // end of file
@@ -159,10 +163,11 @@ impl PipeEnd {
             if blocking == Blocking::NoWait {
                 return Err(Errno::EAGAIN);
             }
+            drop(guard);
             p.readable
                 .wait_interruptible(|| p.ring.with(|r| r.len > 0 || r.writers == 0))
                 .map_err(|_| Errno::ERESTARTSYS)?;
-        }
+        };
         // Readers are serialized: what is peeked stays at the head until it is taken.
         let mut done = 0;
         let mut chunk = [0u8; CHUNK];
@@ -191,13 +196,21 @@ impl PipeEnd {
             return Ok(0);
         }
         let p = &self.pipe;
-        let _writers = p
-            .write_lock
-            .lock_killable()
-            .map_err(|_| Errno::ERESTARTSYS)?;
+        let mut writers = Some(
+            p.write_lock
+                .lock_killable()
+                .map_err(|_| Errno::ERESTARTSYS)?,
+        );
         let mut done = 0;
         let mut chunk = [0u8; CHUNK];
         while done < count {
+            if writers.is_none() {
+                writers = Some(
+                    p.write_lock
+                        .lock_killable()
+                        .map_err(|_| Errno::ERESTARTSYS)?,
+                );
+            }
             // An atomic write waits for room for all of it (what is left of it: writers
             // are serialized and the room only grows, so it never waits again); a long
             // one for any room.
@@ -218,6 +231,9 @@ impl PipeEnd {
                         Err(Errno::EAGAIN)
                     };
                 }
+                // Wait without the writers' lock, as Linux's pipe_write drops
+                // pipe->mutex: another writer (a non-blocking one) must not be held up.
+                writers = None;
                 let waited = p
                     .writable
                     .wait_interruptible(|| p.ring.with(|r| r.readers == 0 || r.space() >= needed));
