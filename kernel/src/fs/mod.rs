@@ -412,10 +412,7 @@ impl<S: SeqSource> SeqFile<S> {
     /// if a record could not be held (the walk then starts over at the next read).
     fn produce(&self, pos: usize, out: &mut [u8]) -> Result<usize, Errno> {
         // Killable: the walk behind it may wait for the address space or a device.
-        let mut st = self
-            .state
-            .lock_killable()
-            .map_err(|_| Errno::ERESTARTSYS)?;
+        let mut st = self.state.lock_killable().map_err(|_| Errno::ERESTARTSYS)?;
         if pos != st.file_pos {
             // A seek (or a reread): start over and skip to `pos`.
             st.next = S::Pos::default();
