@@ -96,9 +96,15 @@ pub fn panic_report(info: &core::panic::PanicInfo) {
     if let Some(loc) = info.location() {
         serial_println!("  at {}:{}:{}", loc.file(), loc.line(), loc.column());
     }
-    crate::serial_print!("  backtrace:");
-    crate::arch::x86_64::backtrace::walk(|ret| crate::serial_print!(" {ret:#x}"));
-    serial_println!();
+    // Debug builds keep frame pointers (Cargo.toml, profile.dev); without them rbp may
+    // hold anything, and following it could fault inside the panic handler.
+    if cfg!(debug_assertions) {
+        crate::serial_print!("  backtrace:");
+        crate::arch::x86_64::backtrace::walk(|ret| crate::serial_print!(" {ret:#x}"));
+        serial_println!();
+    } else {
+        serial_println!("  (no backtrace: release builds have no frame pointers)");
+    }
 }
 
 /// The panic handler of test kernels: report, count one failure, exit QEMU.

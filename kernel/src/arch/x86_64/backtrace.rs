@@ -1,6 +1,7 @@
 //! A stack backtrace for panic reports: the return addresses of the calls that led
-//! here, found by following the saved frame pointers (the kernel target keeps them:
-//! `"frame-pointer": "always"` in x86_64-target.json). Turn them into function names
+//! here, found by following the saved frame pointers (debug builds keep them:
+//! `force-frame-pointers` in Cargo.toml's `profile.dev`; release builds do not, and the
+//! panic handler does not walk there). Turn them into function names
 //! with `addr2line -f -e target/x86_64-target/debug/kernel ADDR...` (the runner does
 //! it for you when it sees a panic).
 

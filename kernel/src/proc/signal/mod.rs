@@ -412,9 +412,8 @@ pub fn deliver(frame: &mut TrapFrame) {
     }
     if !matches!(outcome, Outcome::Handled) {
         // No handler ran: an interrupted syscall starts again (Linux -ERESTARTSYS with
-        // no handler, or an ignored signal), and a temporary mask ends here.
+        // no handler, or an ignored signal); `deliver_one` ended a temporary mask.
         restart_if_interrupted(frame, Next::NoHandler);
-        sched::current().with(|i| i.signals.restore_saved_mask());
     }
 }
 
@@ -467,7 +466,16 @@ fn restart_if_interrupted(frame: &mut TrapFrame, next: Next) {
 fn deliver_one(frame: &mut TrapFrame) -> Outcome {
     let p = sched::current();
     loop {
-        let Some((info, action)) = p.with(|i| i.signals.dequeue()) else {
+        // Nothing (more) to deliver: a temporary mask ends here, under the same lock
+        // (the way back to user mode is hot: one lock, not two).
+        let next = p.with(|i| {
+            let next = i.signals.dequeue();
+            if next.is_none() {
+                i.signals.restore_saved_mask();
+            }
+            next
+        });
+        let Some((info, action)) = next else {
             return Outcome::Done;
         };
         let sig = info.signo;
