@@ -186,6 +186,11 @@ impl AddressSpace {
                 if !vma.allows(access) {
                     return Err(MmError::BadAddress);
                 }
+                // An injected allocation failure (mm::gfp) is retried, as a user fault
+                // is (Linux retries the fault after `pagefault_out_of_memory`): the
+                // kernel's copy, a signal frame above all, must not fail for it. Bounded,
+                // for failslab failing every try.
+                let mut injected_retries = 0;
                 loop {
                     let pte = inner.table.cursor(page, page + PAGE_SIZE)?.query(page)?;
                     match pte {
@@ -200,6 +205,11 @@ impl AddressSpace {
                         Pte::Present { .. } | Pte::None | Pte::DeviceExclusive { .. } => {
                             match inner.fix_entry(&self.subscribers, &vma, page, access) {
                                 Ok(_) => {}
+                                Err(FixError::Mm(MmError::NoMemory))
+                                    if injected_retries < 8 && crate::mm::gfp::take_injected() =>
+                                {
+                                    injected_retries += 1;
+                                }
                                 Err(FixError::Mm(e)) => return Err(e),
                                 Err(FixError::Exclusive(frame)) => {
                                     return Ok(Some(mapped(frame)));
