@@ -38,6 +38,23 @@ static inline unsigned long fuzz_freeram_settled(unsigned long want)
 }
 
 /*
+ * A stall report: copy /proc/ps (memkernel's process list, with where each sleeping
+ * process waits in the kernel's source) to the output. On Linux there is no /proc/ps;
+ * nothing is printed.
+ */
+static inline void fuzz_dump_ps(const char *who)
+{
+	char buf[512];
+	long fd = k_open("/proc/ps", O_RDONLY), n;
+	if (fd < 0)
+		return;
+	kout("%s: the processes now (/proc/ps):\n", who);
+	while ((n = k_read((int)fd, buf, sizeof buf)) > 0)
+		k_write(1, buf, (size_t)n);
+	k_close((int)fd);
+}
+
+/*
  * Read "SEED COUNT [replay [FROM]]" from /fuzz.args (the kernel starts /init without
  * arguments); fields absent from the file leave their variable as it was.
  */

@@ -1313,6 +1313,7 @@ static int run_worker(uint64_t n, int quiet)
 			     STALL_SECONDS, (unsigned long long)sh->op, (unsigned long long)seed, what_name(sh->what),
 			     (unsigned long long)sh->a[0], (unsigned long long)sh->a[1], (unsigned long long)sh->a[2],
 			     (unsigned long long)sh->a[3]);
+			fuzz_dump_ps("fuzz_hmm");
 			k_kill(pid, SIGKILL);
 			uint64_t t = kt_now_ns();
 			while (k_wait4(pid, &st, WNOHANG, NULL) != pid) {

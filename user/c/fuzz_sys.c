@@ -2265,6 +2265,7 @@ static int run_worker(uint64_t n, int quiet)
 			for (int i = 0; i < MAX_CHILDREN; i++)
 				if (sh->child[i].pid > 0 && k_kill(sh->child[i].pid, 0) == 0)
 					print_slot("child", &sh->child[i]);
+			fuzz_dump_ps("fuzz_sys");
 			k_kill(pid, SIGKILL);
 			uint64_t t = kt_now_ns();
 			while (k_wait4(pid, &st, WNOHANG, NULL) != pid) {

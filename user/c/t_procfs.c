@@ -2,10 +2,12 @@
  * t_procfs - /proc files are produced as they are read (Linux seq_file): a process with
  * 100,000 touched pages reads its whole /proc/self/ptes (one line per page, ~7 MB of
  * text) without the kernel building it in one piece; small reads and big reads give the
- * same text; /proc/ps lists this process.
+ * same text; /proc/ps lists this process, and for a sleeping one where in the kernel it
+ * waits (a child blocked reading an empty pipe waits in kernel/src/fs/pipe.rs).
  */
 #include "ktest.h"
 #include <sys/mman.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #define PAGES 100000UL
@@ -94,9 +96,72 @@ static int t_ps_lists_us(void)
 	return 0;
 }
 
+/* The /proc/ps line of `pid` (without its newline) into `out`; 0 if it is not listed. */
+static int ps_line(long pid, char *out, size_t size)
+{
+	static char buf[16384];
+	int fd = open("/proc/ps", O_RDONLY);
+	if (fd < 0)
+		return 0;
+	size_t n = 0;
+	long r;
+	while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	buf[n] = 0;
+	for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		char *end;
+		if (strtol(l, &end, 10) != pid || end == l)
+			continue;
+		size_t len = strcspn(l, "\n");
+		len = len < size - 1 ? len : size - 1;
+		memcpy(out, l, len);
+		out[len] = 0;
+		return 1;
+	}
+	return 0;
+}
+
+static int t_ps_wait_channel(void)
+{
+	if (!kt_memkernel) {
+		kout("# not memkernel: /proc/ps is ours (Linux: /proc/PID/wchan); skipped\n");
+		return 0;
+	}
+	int p[2];
+	KT_CHECK(pipe(p) == 0, "pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid == 0) {
+		char c;
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 ? 0 : 1); /* blocks: nothing is ever written */
+	}
+	close(p[0]);
+	KT_CHECK(pid > 0, "fork: %s", strerror(errno));
+	char line[256] = "";
+	int asleep = 0;
+	for (int i = 0; i < 200 && !asleep; i++) {
+		asleep = ps_line(pid, line, sizeof line) && strstr(line, "sleeping") != NULL;
+		if (!asleep)
+			kt_sleep_ns(10000000);
+	}
+	kout("# the child's line: %s\n", line);
+	kill(pid, SIGKILL);
+	int st = 0;
+	waitpid(pid, &st, 0);
+	close(p[1]);
+	KT_CHECK(asleep, "the child blocked on an empty pipe is not 'sleeping' in /proc/ps: '%s'", line);
+	KT_CHECK(strstr(line, "kernel/src/fs/pipe.rs:") != NULL,
+		 "the child's wait channel is not in kernel/src/fs/pipe.rs: '%s'", line);
+	KT_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the child was not killed by SIGKILL (status %#x)",
+		 st);
+	return 0;
+}
+
 static const struct ktest tests[] = {
 	{ "procfs::ptes_of_100k_pages_piecewise", t_ptes_100k, 120 },
 	{ "procfs::ps_lists_the_reader", t_ps_lists_us, 0 },
+	{ "procfs::ps_shows_where_a_sleeper_waits", t_ps_wait_channel, 0 },
 };
 
 int main(int argc, char **argv, char **envp)

@@ -234,7 +234,7 @@ pub fn wait(
                 // A signal to handle: the syscall is restarted or fails with EINTR.
                 (true, None) if signal::pending_for_current() => Some(Err(Errno::ERESTARTSYS)),
                 (true, None) => {
-                    sched::block_current();
+                    sched::block_current(core::panic::Location::caller());
                     None
                 }
             }

@@ -84,9 +84,15 @@ impl ExitStatus {
 pub enum State {
     Runnable,
     Running,
-    Sleeping,
+    /// Blocked; the place in the kernel's source that put it to sleep (its wait
+    /// channel, Linux `/proc/PID/wchan`), shown by /proc/ps.
+    Sleeping(WaitChannel),
     Zombie(ExitStatus),
 }
+
+/// Where a sleeping process waits: the source location of the wait (a `wait_killable`
+/// on a pipe's queue, a mutex's `lock`, wait4's loop), recorded with `#[track_caller]`.
+pub type WaitChannel = &'static core::panic::Location<'static>;
 
 /// The program break (heap end) managed by `brk`.
 #[derive(Debug, Clone, Copy, Default)]

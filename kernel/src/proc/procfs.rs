@@ -74,18 +74,28 @@ fn open_ptes(_minor: u32) -> Result<Box<dyn FileOps>, Errno> {
 
 /// The text of /proc/ps: one line per process, then free memory.
 pub fn ps_text() -> Result<Vec<u8>, NoMemory> {
-    let mut s = try_string("  PID  PPID STATE     NAME\n")?;
+    let mut s = try_string("  PID  PPID STATE     NAME             WAITS AT\n")?;
     for (pid, ppid, state, name) in super::list()? {
-        let state = match state {
-            State::Runnable => "runnable",
-            State::Running => "running",
-            State::Sleeping => "sleeping",
-            State::Zombie(_) => "zombie",
+        let (state, wchan) = match state {
+            State::Runnable => ("runnable", None),
+            State::Running => ("running", None),
+            State::Sleeping(at) => ("sleeping", Some(at)),
+            State::Zombie(_) => ("zombie", None),
         };
-        try_write_fmt(
-            &mut s,
-            format_args!("{pid:>5} {ppid:>5} {state:<9} {name}\n"),
-        )?;
+        match wchan {
+            Some(at) => try_write_fmt(
+                &mut s,
+                format_args!(
+                    "{pid:>5} {ppid:>5} {state:<9} {name:<16} {}:{}\n",
+                    at.file(),
+                    at.line()
+                ),
+            )?,
+            None => try_write_fmt(
+                &mut s,
+                format_args!("{pid:>5} {ppid:>5} {state:<9} {name}\n"),
+            )?,
+        }
     }
     let free = crate::mm::frame::free_frames();
     try_write_fmt(

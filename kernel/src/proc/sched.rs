@@ -77,7 +77,7 @@ pub fn enqueue(p: Arc<Process>) {
 pub fn wake(p: &Arc<Process>) {
     interrupts::without_interrupts(|| {
         let woke = p.with(|inner| {
-            if inner.state == State::Sleeping {
+            if matches!(inner.state, State::Sleeping(_)) {
                 inner.state = State::Runnable;
                 true
             } else {
@@ -206,17 +206,19 @@ pub fn yield_now() {
 
 /// Block the current process until someone calls [`wake`] on it. Interrupts must be
 /// off, and the caller must have checked its wake-up condition with interrupts off, so
-/// no wake-up can be lost in between.
-pub fn block_current() {
+/// no wake-up can be lost in between. `at` is what /proc/ps shows it waiting on.
+pub fn block_current(at: super::WaitChannel) {
     debug_assert!(!interrupts::are_enabled());
     sync::might_sleep("block_current");
     let p = current();
-    p.with(|inner| inner.state = State::Sleeping);
+    p.with(|inner| inner.state = State::Sleeping(at));
     switch_to_scheduler(&p);
 }
 
 /// Sleep for at least `ticks` timer ticks (woken early by [`wake`], e.g. on kill).
+#[track_caller]
 pub fn sleep_ticks(ticks: u64) {
+    let at = core::panic::Location::caller();
     let deadline = crate::arch::x86_64::interrupts::ticks().saturating_add(ticks.max(1));
     interrupts::without_interrupts(|| {
         let p = current();
@@ -224,7 +226,7 @@ pub fn sleep_ticks(ticks: u64) {
             debug_assert!(s.len() < s.capacity(), "sleepers full: more than MAX_PROCS");
             s.push((deadline, p.clone()));
         });
-        block_current();
+        block_current(at);
         // Woken early? Leave the sleepers list anyway.
         locked(&SLEEPERS, |s| s.retain(|(_, q)| !Arc::ptr_eq(q, &p)));
     });

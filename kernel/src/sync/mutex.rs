@@ -60,6 +60,7 @@ impl<T> Mutex<T> {
 
     /// Take the lock, sleeping while someone else holds it. Only for waits no user can
     /// prolong indefinitely; user-caused waits use [`Mutex::lock_killable`].
+    #[track_caller]
     pub fn lock(&self) -> MutexGuard<'_, T> {
         super::might_sleep(self.name);
         if let Some(g) = self.try_lock() {
@@ -75,6 +76,7 @@ impl<T> Mutex<T> {
 
     /// Take the lock, sleeping while someone else holds it, unless the task is sent
     /// SIGKILL first (Linux `mutex_lock_killable`).
+    #[track_caller]
     pub fn lock_killable(&self) -> Result<MutexGuard<'_, T>, Killed> {
         super::might_sleep(self.name);
         if let Some(g) = self.try_lock() {

@@ -9,6 +9,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use core::panic::Location;
 use spin::Once;
 use x86_64::instructions::interrupts;
 
@@ -29,8 +30,9 @@ pub trait Task: Send + Sync {
 pub struct Scheduler {
     /// The running task (`None` at boot and in the scheduler loop).
     pub current: fn() -> Option<Arc<dyn Task>>,
-    /// Put the running task to sleep until someone wakes it. Called with interrupts off.
-    pub block_current: fn(),
+    /// Put the running task to sleep until someone wakes it. Called with interrupts off;
+    /// the location is where the task waits (shown by /proc/ps).
+    pub block_current: fn(&'static Location<'static>),
     /// Let other tasks run; the running one stays runnable.
     pub yield_now: fn(),
 }
@@ -83,6 +85,7 @@ impl WaitQueue {
     /// Sleep until `cond()` returns true (Linux `wait_event`). `cond` runs with
     /// interrupts off and must not sleep. Use only where the task cannot be asked to
     /// die while waiting (kernel threads, waits bounded by kernel work).
+    #[track_caller]
     pub fn wait(&self, cond: impl FnMut() -> bool) {
         let r = self.wait_inner(cond, Interruptible::Uninterruptible);
         debug_assert!(r.is_ok());
@@ -90,6 +93,7 @@ impl WaitQueue {
 
     /// Sleep until `cond()` returns true or the task is sent SIGKILL (Linux
     /// `wait_event_killable`). Every wait a user can cause uses this.
+    #[track_caller]
     pub fn wait_killable(&self, cond: impl FnMut() -> bool) -> Result<(), Killed> {
         self.wait_inner(cond, Interruptible::Killable)
     }
@@ -97,17 +101,20 @@ impl WaitQueue {
     /// Sleep until `cond()` returns true or a signal is pending (Linux
     /// `wait_event_interruptible`): for waits a signal handler should cut short, such as
     /// a read from an empty pipe.
+    #[track_caller]
     pub fn wait_interruptible(&self, cond: impl FnMut() -> bool) -> Result<(), Interrupted> {
         self.wait_inner(cond, Interruptible::Signal)
             .map_err(|Killed| Interrupted)
     }
 
+    #[track_caller]
     fn wait_inner(
         &self,
         mut cond: impl FnMut() -> bool,
         mode: Interruptible,
     ) -> Result<(), Killed> {
         might_sleep("WaitQueue::wait");
+        let at = Location::caller();
         let was_enabled = interrupts::are_enabled();
         let result = loop {
             interrupts::disable();
@@ -133,7 +140,7 @@ impl WaitQueue {
                 continue;
             }
             self.waiters.lock().push_back(me.clone());
-            (sched.block_current)();
+            (sched.block_current)(at);
             // Woken (or killed, which wakes too): leave the queue if still on it.
             self.waiters
                 .lock()
