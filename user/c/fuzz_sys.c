@@ -630,7 +630,13 @@ static void fdt_del(int fd)
 		fdt[i] = fdt[--nfdt];
 }
 
-/* An fd that is not open (or out of range). */
+/* The worker's /proc/self/fail-nth (see one_call_maybe_failing). No fuzzed call closes
+ * it, duplicates onto it or otherwise touches it: were it closed behind the fuzz's back,
+ * its number could come back as an untracked descriptor (a console, which read() waits
+ * on for good: the stalls of the million-call runs). */
+static long fail_fd = -1;
+
+/* An fd that is not open (or out of range); never the fail-nth file. */
 static uint64_t bad_fd(void)
 {
 	/* (Not 63: dup2 and F_DUPFD may make any fd below 64, a console among them.) */
@@ -638,7 +644,7 @@ static uint64_t bad_fd(void)
 	if (chance(50)) {
 		for (int tries = 0; tries < 8; tries++) {
 			int fd = 3 + (int)below(61);
-			if (fdt_find(fd) < 0)
+			if (fdt_find(fd) < 0 && fd != fail_fd)
 				return (uint64_t)fd;
 		}
 	}
@@ -836,7 +842,7 @@ static void op_close(void)
 		fd = below(3);
 	else
 		fd = garb(bad_fd());
-	if (!is_child && (uint32_t)fd <= 2)
+	if (!is_child && ((uint32_t)fd <= 2 || (int32_t)fd == fail_fd))
 		return;
 	long r = sc(SYS_close, fd, 0, 0, 0, 0, 0);
 	if (r == 0)
@@ -855,7 +861,6 @@ static uint64_t v_pos(void)
 static void op_pread64(void) { sc(SYS_pread64, fd_for_read(), v_ptr(), v_len(), v_pos(), 0, 0); }
 static void op_lseek(void) { sc(SYS_lseek, fd_any(1), v_pos(), garb(below(5)), 0, 0, 0); }
 
-static long fail_fd = -1; /* see one_call_maybe_failing */
 
 /*
  * Pipes and descriptors. The fuzz's pipes are always O_NONBLOCK (F_SETFL keeps it set):
@@ -2157,8 +2162,12 @@ static void fail_nth_write(unsigned n)
 {
 	char buf[16];
 	int len = snprintf(buf, sizeof buf, "%u", n);
-	if (fail_fd < 0 || k_write((int)fail_fd, buf, (size_t)len) != len)
-		fail_fd = k_open("/proc/self/fail-nth", O_RDWR); /* the fuzz closed it: next time */
+	long r = k_write((int)fail_fd, buf, (size_t)len);
+	if (r != len) {
+		kout("fuzz_sys: FAIL: writing \"%s\" to /proc/self/fail-nth (fd %ld): %s\n", buf, fail_fd,
+		     r < 0 ? kt_errname(r) : "short write");
+		k_exit(3);
+	}
 }
 
 static void one_call_maybe_failing(uint64_t i)
@@ -2177,13 +2186,9 @@ static void one_call_maybe_failing(uint64_t i)
 	if (replaying())
 		kout("#%llu: allocation %u of the next call fails\n", (unsigned long long)i, n);
 	fail_nth_write(n);
-	if (fail_fd < 0) {
-		one_call(); /* could not (re)open it (the fuzz filled the fd table): unarmed */
-		return;
-	}
 	one_call();
 	char buf[16] = { 0 };
-	long r = fail_fd >= 0 ? ksys4(SYS_pread64, fail_fd, buf, sizeof buf - 1, 0) : -1;
+	long r = ksys4(SYS_pread64, fail_fd, buf, sizeof buf - 1, 0);
 	fail_nth_write(0);
 	sh->armed++;
 	if (r > 0 && buf[0] == '0')
