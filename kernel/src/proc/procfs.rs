@@ -32,10 +32,20 @@ use x86_64::VirtAddr;
 
 /// What every device mirror of an address space holds for a page: (context number,
 /// permission), as a driver reports it.
-/// It calls `show(context, permission)` for each, and answers `NoMemory` if it could not
-/// list them.
+/// It calls `show(context, permission)` for each, and answers why if it could not list
+/// them.
 pub type DeviceView =
-    fn(&Arc<AddressSpace>, u64, &mut dyn FnMut(u32, Option<Perm>)) -> Result<(), NoMemory>;
+    fn(&Arc<AddressSpace>, u64, &mut dyn FnMut(u32, Option<Perm>)) -> Result<(), ViewIncomplete>;
+
+/// Why a device view is incomplete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewIncomplete {
+    /// The driver could not allocate its list of contexts.
+    NoMemory,
+    /// The reader was sent SIGKILL while it waited for the device (a killable wait: the
+    /// device may be busy for as long as a user's command runs).
+    Killed,
+}
 
 static DEVICE_VIEW: Once<DeviceView> = Once::new();
 
@@ -245,7 +255,8 @@ fn page_line(
         None => true,
     };
     if !complete {
-        // The driver could not list the contexts: fail this record (ENOMEM).
+        // The driver could not list the contexts: fail this record (ENOMEM; a killed
+        // reader never sees the answer).
         s.fail();
     }
     if !any {

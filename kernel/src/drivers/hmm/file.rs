@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::*;
+use crate::proc::procfs::ViewIncomplete;
 
 /// One open of /dev/hmm_dmirrorN: a device context mirroring the opener's memory.
 pub struct Mirror {
@@ -410,7 +411,7 @@ pub(super) fn device_view(
     aspace: &Arc<AddressSpace>,
     va: u64,
     show: &mut dyn FnMut(u32, Option<Perm>),
-) -> Result<(), NoMemory> {
+) -> Result<(), ViewIncomplete> {
     let Some(accel) = ACCEL.get() else {
         return Ok(());
     };
@@ -420,8 +421,11 @@ pub(super) fn device_view(
                 .filter(|(_, (w, _))| w.upgrade().is_some_and(|a| Arc::ptr_eq(&a, aspace)))
                 .map(|(c, _)| *c),
         )
-    })?;
-    let mut dev = accel.lock_device();
+    })
+    .map_err(|NoMemory| ViewIncomplete::NoMemory)?;
+    let mut dev = accel
+        .lock_device_killable()
+        .map_err(|_| ViewIncomplete::Killed)?;
     accel.drain(&mut dev);
     for c in ctxs {
         show(c, dev.snapshot(ContextId(c), va));
