@@ -861,7 +861,6 @@ static uint64_t v_pos(void)
 static void op_pread64(void) { sc(SYS_pread64, fd_for_read(), v_ptr(), v_len(), v_pos(), 0, 0); }
 static void op_lseek(void) { sc(SYS_lseek, fd_any(1), v_pos(), garb(below(5)), 0, 0, 0); }
 
-
 /*
  * Pipes and descriptors. The fuzz's pipes are always O_NONBLOCK (F_SETFL keeps it set):
  * the worker holds both ends, so a read of an empty pipe or a write to a full one would
